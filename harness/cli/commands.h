@@ -1,0 +1,17 @@
+// Each subcommand of `prism` registers itself here. A command file
+// (harness/cli/cmd_<name>.cpp) parses options with CLI11 and calls library
+// functions that the tests call too; it sets exit_code from its callback.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace prism::cli {
+
+// Exit codes shared by every command.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the command ran and found a problem (or a regression)
+inline constexpr int kExitUsage = 2;    // bad command line
+
+void add_doctor_command(CLI::App& app, int& exit_code);
+
+}  // namespace prism::cli

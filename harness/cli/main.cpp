@@ -1,0 +1,42 @@
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include <fmt/core.h>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Prism: benchmark and latency profiling for LLM inference"};
+  app.name("prism");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", fmt::format("prism {} (git {})", PRISM_VERSION, PRISM_GIT_SHA));
+
+  int exit_code = prism::cli::kExitOk;
+  prism::cli::add_doctor_command(app, exit_code);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Unknown subcommands and options, missing values: usage, exit 2.
+    std::cerr << "prism: " << e.what() << "\n\n";
+    const CLI::App* failing = &app;
+    for (const CLI::App* sub = &app; sub != nullptr;) {
+      failing = sub;
+      const auto parsed = sub->get_subcommands();
+      sub = parsed.empty() ? nullptr : parsed.front();
+    }
+    std::cerr << failing->help();
+    return prism::cli::kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "prism: error: " << e.what() << "\n";
+    return prism::cli::kExitFailure;
+  }
+  return exit_code;
+}
