@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,10 +49,13 @@ enum class ArrivalKind { kClosedLoop, kPoisson, kGamma, kTrace };
 
 struct ArrivalSpec {
   ArrivalKind kind = ArrivalKind::kPoisson;
-  double rate_per_s = 1.0;    // Poisson / Gamma mean rate
-  double burstiness = 1.0;    // Gamma shape = burstiness; 1.0 is Poisson
+  double rate_per_s = 1.0;        // Poisson / Gamma mean rate
+  double burstiness = 1.0;        // Gamma shape = burstiness; 1.0 is Poisson
   std::uint32_t concurrency = 1;  // closed loop
-  double time_scale = 1.0;    // trace timestamps are multiplied by this
+  double time_scale = 1.0;        // trace timestamps are multiplied by this
+  // Rate sweep: the harness runs the workload once per rate (arrival offsets
+  // re-drawn with assign_arrivals); empty means a single run at rate_per_s.
+  std::vector<double> sweep_rates_per_s;
 };
 
 struct Workload {
@@ -62,6 +66,19 @@ struct Workload {
   std::string tokenizer;  // e.g. "cl100k_base", "llama3", "bytes"
   ArrivalSpec arrival;
   std::vector<Session> sessions;
+  // Longest prompt + output the workload may contain (0: no limit). Specs
+  // whose requests go beyond it are rejected by validation.
+  std::uint64_t max_context_tokens = 0;
+  std::string description;
+  // The generator options that produced the workload, recorded as text so a
+  // spec says how to regenerate it (sorted: serialization is deterministic).
+  std::map<std::string, std::string> parameters;
+
+  std::size_t request_count() const {
+    std::size_t n = 0;
+    for (const auto& s : sessions) n += s.requests.size();
+    return n;
+  }
 };
 
 }  // namespace prism::workloads
