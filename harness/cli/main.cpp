@@ -15,6 +15,15 @@ int main(int argc, char** argv) {
   int exit_code = prism::cli::kExitOk;
   prism::cli::add_doctor_command(app, exit_code);
 
+  // CLI11 would only say "a subcommand is required": name the unknown one.
+  const auto is_known = [&](const char* name) {
+    return !app.get_subcommands([name](CLI::App* sub) { return sub->check_name(name); }).empty();
+  };
+  if (argc > 1 && argv[1][0] != '-' && !is_known(argv[1])) {
+    std::cerr << "prism: unknown subcommand '" << argv[1] << "'\n\n" << app.help();
+    return prism::cli::kExitUsage;
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,6 +1,7 @@
 #include "prism/results/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,13 +15,17 @@
 namespace prism::results {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 // An ostream buffer that writes straight to a file descriptor, so that we can
 // fsync the same descriptor before the rename.
 class FdBuf : public std::streambuf {
  public:
-  FdBuf(int fd, std::string path) : fd_(fd), path_(std::move(path)) { setp(buf_, buf_ + sizeof buf_); }
+  FdBuf(int fd, std::string path) : fd_(fd), path_(std::move(path)) {
+    setp(buf_, buf_ + sizeof buf_);
+  }
   ~FdBuf() override = default;
 
   void flush_all() {
@@ -71,10 +76,13 @@ void write_file_atomically(const std::string& path,
                            const std::function<void(std::ostream&)>& produce) {
   const std::filesystem::path target(path);
   const std::filesystem::path dir = target.parent_path();
-  std::string temp = (dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+  std::string temp_name = ".";
+  temp_name.append(target.filename().string()).append(".tmp-XXXXXX");
+  std::string temp = (dir / temp_name).string();
   const int fd = ::mkstemp(temp.data());
   if (fd < 0) {
-    throw FileError(fmt::format("{}: cannot create temporary file {}: {}", path, temp, errno_text()));
+    throw FileError(
+        fmt::format("{}: cannot create temporary file {}: {}", path, temp, errno_text()));
   }
   auto fail = [&](const std::string& what) {
     const std::string message = fmt::format("{}: {}", path, what);
@@ -103,7 +111,8 @@ void write_file_atomically(const std::string& path,
     throw FileError(fmt::format("{}: close failed: {}", path, errno_text()));
   }
   if (::rename(temp.c_str(), path.c_str()) != 0) {
-    const std::string message = fmt::format("{}: rename from {} failed: {}", path, temp, errno_text());
+    const std::string message =
+        fmt::format("{}: rename from {} failed: {}", path, temp, errno_text());
     ::unlink(temp.c_str());
     throw FileError(message);
   }

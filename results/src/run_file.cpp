@@ -99,7 +99,9 @@ class Reader {
 
 ResultFileError::ResultFileError(const std::string& file, const std::string& field,
                                  const std::string& problem)
-    : FileError(fmt::format("{}: field '{}': {}", file, field, problem)), file_(file), field_(field) {}
+    : FileError(fmt::format("{}: field '{}': {}", file, field, problem)),
+      file_(file),
+      field_(field) {}
 
 std::string to_string(RequestStatus status) {
   for (const auto& [value, name] : kStatusNames)
@@ -161,13 +163,15 @@ Observation observation_from_json(const json& j, const std::string& source,
   o.token_times_s.reserve(times.size());
   for (std::size_t i = 0; i < times.size(); ++i) {
     if (!times[i].is_number()) {
-      throw ResultFileError(source, fmt::format("{}.token_times_s[{}]", prefix, i), "expected number");
+      throw ResultFileError(source, fmt::format("{}.token_times_s[{}]", prefix, i),
+                            "expected number");
     }
     o.token_times_s.push_back(times[i].get<double>());
   }
   o.completed_s = r.number(j, prefix, "completed_s");
   o.prompt_tokens = static_cast<std::uint32_t>(r.unsigned_integer(j, prefix, "prompt_tokens"));
-  o.completion_tokens = static_cast<std::uint32_t>(r.unsigned_integer(j, prefix, "completion_tokens"));
+  o.completion_tokens =
+      static_cast<std::uint32_t>(r.unsigned_integer(j, prefix, "completion_tokens"));
   o.cached_tokens = static_cast<std::uint32_t>(r.unsigned_integer(j, prefix, "cached_tokens"));
   try {
     o.status = request_status_from_string(r.string(j, prefix, "status"));
@@ -212,7 +216,8 @@ Run run_from_json(const json& j, const std::string& source) {
   if (!j.is_object()) throw ResultFileError(source, "(document)", "expected a JSON object");
   const std::string schema = r.string(j, "", "schema");
   if (schema != kRunSchemaName) {
-    throw ResultFileError(source, "schema", fmt::format("expected '{}', found '{}'", kRunSchemaName, schema));
+    throw ResultFileError(source, "schema",
+                          fmt::format("expected '{}', found '{}'", kRunSchemaName, schema));
   }
   const json& version = r.require(j, "", "schema_version", json::value_t::number_integer);
   if (version.get<std::int64_t>() != kRunSchemaVersion) {

@@ -20,7 +20,7 @@ struct Run {
   std::string run_id;
   std::string started_at;   // ISO-8601 UTC, e.g. 2026-11-24T15:16:26.123Z
   std::string finished_at;  // empty while the run is in progress
-  bool complete = true;     // false when interrupted (Ctrl-C, SIGTERM, a limit, a crash of the target)
+  bool complete = true;  // false when interrupted (Ctrl-C, SIGTERM, a limit, a crash of the target)
   std::string incomplete_reason;
   std::string prism_version;
   std::string prism_git_sha;
