@@ -1,0 +1,64 @@
+// The engine as an OpenAI-compatible HTTP server (cpp-httplib):
+//   POST /v1/completions        prompt as text or token ids; SSE when "stream"
+//   POST /v1/chat/completions   messages through the chat template; SSE when "stream"
+//   GET  /v1/models             the served model
+//   GET  /health                200 while the engine runs
+//   POST /tokenize              {"prompt": text} or {"messages": [...]} -> token ids
+//   POST /detokenize            {"tokens": [...]} -> text
+//   GET  /metrics               Prometheus text: queue, running, KV usage,
+//                               prefix-cache hit rate, step latency histogram
+// Usage follows OpenAI: prompt_tokens, completion_tokens, total_tokens and
+// prompt_tokens_details.cached_tokens (prefix-cache hits); when streaming, a
+// final usage chunk is sent if stream_options.include_usage is true.
+// Non-standard request fields (as in vLLM): ignore_eos, min_tokens is not
+// supported, seed is honoured.
+//
+// Bad input never crashes the server: malformed JSON and wrong field types
+// answer 400 naming the problem, a prompt longer than the context 400 naming
+// the limit, a full queue 429, a stopping engine 503. A streaming client that
+// disconnects has its request aborted (its KV freed) at the next token.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "prism/engine/engine.h"
+
+namespace prism::engine {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;         // 0: any free port (see port())
+  std::string model_name;  // id served; the model config's name by default
+  int http_threads = 128;  // concurrent connections served
+  std::size_t max_body_bytes = std::size_t{64} << 20;
+};
+
+class OpenAiServer {
+ public:
+  // The engine must outlive the server; the server starts the engine's thread
+  // if it is not running.
+  OpenAiServer(Engine& engine, ServerOptions options);
+  ~OpenAiServer();
+  OpenAiServer(const OpenAiServer&) = delete;
+  OpenAiServer& operator=(const OpenAiServer&) = delete;
+
+  // Binds and starts listening on a background thread; returns the port.
+  // Throws std::runtime_error when the address cannot be bound.
+  int start();
+  // Blocks until stop() is called (from another thread or a signal handler's helper).
+  void wait();
+  void stop();
+  int port() const;
+  const std::string& model_name() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Prometheus text exposition of the engine's statistics.
+std::string prometheus_metrics(const EngineStats& stats, const std::string& model_name);
+
+}  // namespace prism::engine
