@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
 
   int exit_code = prism::cli::kExitOk;
   prism::cli::add_doctor_command(app, exit_code);
+  prism::cli::add_kernels_command(app, exit_code);
 
   // CLI11 would only say "a subcommand is required": name the unknown one.
   const auto is_known = [&](const char* name) {
