@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
 
   int exit_code = prism::cli::kExitOk;
   prism::cli::add_doctor_command(app, exit_code);
+  prism::cli::add_trace_command(app, exit_code);
+  prism::cli::add_attach_command(app, exit_code);
+  prism::cli::add_analyze_command(app, exit_code);
   prism::cli::add_kernels_command(app, exit_code);
 
   // CLI11 would only say "a subcommand is required": name the unknown one.

@@ -1,0 +1,435 @@
+// The agent injected for real (NVTX_INJECTION64_PATH, LD_PRELOAD) into an
+// NVTX-annotated program whose own stage clock is the truth. No GPU needed.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "../support/process.h"
+#include "prism/analysis/breakdown.h"
+#include "prism/analysis/export.h"
+#include "prism/control/client.h"
+
+extern char** environ;
+
+using namespace prism::analysis;
+using prism::control::ProbeClient;
+
+namespace {
+
+const std::string kAgent = PRISM_PROBE_AGENT;
+const std::string kProgram = PRISM_NVTX_STAGE_PROGRAM;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char pattern[] = "/tmp/prism-probe-test-XXXXXX";
+    path = mkdtemp(pattern);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+};
+
+std::string find_praw(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return {};
+  std::string found;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() > 5 && name.substr(name.size() - 5) == ".praw") found = dir + "/" + name;
+  }
+  closedir(d);
+  return found;
+}
+
+struct ClockRow {
+  uint64_t iteration;
+  std::string stage;
+  uint64_t start;
+  uint64_t end;
+};
+
+std::vector<ClockRow> read_clock(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<ClockRow> rows;
+  while (std::getline(in, line)) {
+    std::stringstream s(line);
+    std::string field;
+    ClockRow row;
+    std::getline(s, field, ',');
+    std::getline(s, field, ',');
+    row.iteration = std::stoull(field);
+    std::getline(s, row.stage, ',');
+    std::getline(s, field, ',');
+    row.start = std::stoull(field);
+    std::getline(s, field, ',');
+    row.end = std::stoull(field);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+size_t stage_index(const Breakdown& b, const std::string& stage) {
+  for (size_t i = 0; i < b.stages.size(); ++i) {
+    if (b.stages[i] == stage) return i;
+  }
+  FAIL("no stage " << stage);
+  return 0;
+}
+
+// A background child: spawned with posix_spawn, killed and reaped by the destructor.
+struct Child {
+  pid_t pid = -1;
+  Child(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
+    std::vector<std::string> env_storage;
+    for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+    for (const auto& e : extra_env) env_storage.push_back(e);
+    std::vector<char*> env;
+    for (auto& e : env_storage) env.push_back(e.data());
+    env.push_back(nullptr);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn(&pid, args[0], &actions, nullptr, args.data(), env.data());
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  int wait() {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    pid = -1;
+    return status;
+  }
+  ~Child() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+bool wait_for_file(const std::string& path, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 && st.st_size > 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("Probe-measured stage times match the program's own stage clock", "[probes][injection]") {
+  TempDir dir;
+  const std::string clock = dir.path + "/clock.csv";
+  const auto result = prism::test::run_process(
+      {kProgram, "--iterations", "40", "--clock", clock},
+      {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_START=1", "PRISM_PROBE_OUTPUT=" + dir.path,
+       "PRISM_PROBE_DIR=" + dir.path + "/sock"});
+  REQUIRE(result.exit_code == 0);
+  const std::string praw = find_praw(dir.path);
+  REQUIRE_FALSE(praw.empty());
+  const Trace trace = load_trace(praw);
+  CHECK(trace.complete);
+  CHECK(trace.dropped_host == 0);
+  CHECK(trace.thread_names.size() >= 1);
+  const Breakdown b = analyze(trace, StageRules::builtin("prism"));
+  const auto truth = read_clock(clock);
+
+  // Per-stage totals within 2%.
+  std::map<std::string, uint64_t> truth_totals;
+  std::map<uint64_t, uint64_t> truth_iteration;
+  std::map<std::pair<uint64_t, std::string>, uint64_t> truth_stage_iteration;
+  for (const auto& row : truth) {
+    if (row.stage == "step") {
+      truth_iteration[row.iteration] = row.end - row.start;
+    } else {
+      truth_totals[row.stage] += row.end - row.start;
+      truth_stage_iteration[{row.iteration, row.stage}] += row.end - row.start;
+    }
+  }
+  for (const auto& [stage, total] : truth_totals) {
+    INFO("stage " << stage);
+    const uint64_t measured = b.totals[stage_index(b, stage)].host_ns;
+    CHECK(std::fabs(static_cast<double>(measured) - static_cast<double>(total)) <=
+          0.02 * static_cast<double>(total));
+  }
+  // Per iteration within 50 µs, for the iteration and for each stage in it.
+  REQUIRE(b.iterations.size() == 40);
+  for (const Iteration& it : b.iterations) {
+    INFO("iteration " << it.index);
+    const double truth_duration = static_cast<double>(truth_iteration.at(it.index));
+    CHECK(std::fabs(static_cast<double>(it.duration()) - truth_duration) <= 50000.0);
+    for (size_t s = 0; s < b.stages.size(); ++s) {
+      const auto found = truth_stage_iteration.find({it.index, b.stages[s]});
+      const double expected =
+          found == truth_stage_iteration.end() ? 0.0 : static_cast<double>(found->second);
+      INFO("stage " << b.stages[s]);
+      CHECK(std::fabs(static_cast<double>(it.stage_ns[s]) - expected) <= 50000.0);
+    }
+  }
+  CHECK(trace.marks.size() == 40);
+}
+
+TEST_CASE("A dormant agent records nothing and writes no trace", "[probes][injection]") {
+  TempDir dir;
+  const auto result =
+      prism::test::run_process({kProgram, "--iterations", "5"},
+                               {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_OUTPUT=" + dir.path,
+                                "PRISM_PROBE_DIR=" + dir.path + "/sock"});
+  REQUIRE(result.exit_code == 0);
+  CHECK(find_praw(dir.path).empty());
+  CHECK(result.err.empty());
+}
+
+TEST_CASE("The agent also loads through LD_PRELOAD with no NVTX variable set",
+          "[probes][injection]") {
+  if (kSanitized) {
+    WARN(
+        "skipped under AddressSanitizer: an LD_PRELOAD'ed sanitized library would load before the "
+        "ASan runtime");
+    return;
+  }
+  TempDir dir;
+  const auto result = prism::test::run_process(
+      {kProgram, "--iterations", "3"},
+      {"LD_PRELOAD=" + kAgent, "PRISM_PROBE_START=1", "PRISM_PROBE_OUTPUT=" + dir.path,
+       "PRISM_PROBE_DIR=" + dir.path + "/sock"});
+  REQUIRE(result.exit_code == 0);
+  const std::string praw = find_praw(dir.path);
+  REQUIRE_FALSE(praw.empty());
+  const Breakdown b = analyze(load_trace(praw), StageRules::builtin("prism"));
+  CHECK(b.iterations.size() == 3);
+}
+
+TEST_CASE("Without a CUDA driver the agent records NVTX only and says why once",
+          "[probes][injection]") {
+  TempDir dir;
+  const auto result = prism::test::run_process(
+      {kProgram, "--iterations", "3"},
+      {"NVTX_INJECTION64_PATH=" + kAgent, "CUDA_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_START=1",
+       "PRISM_PROBE_ACTIVITIES=nvtx,gpu", "PRISM_PROBE_OUTPUT=" + dir.path,
+       "PRISM_PROBE_DIR=" + dir.path + "/sock"});
+  REQUIRE(result.exit_code == 0);
+  const auto first = result.err.find("GPU activity off");
+  REQUIRE(first != std::string::npos);
+  CHECK(result.err.find("GPU activity off", first + 1) == std::string::npos);
+  const Trace trace = load_trace(find_praw(dir.path));
+  bool said = false;
+  for (const auto& info : trace.info) said |= info.rfind("cupti=", 0) == 0;
+  CHECK(said);
+  CHECK(analyze(trace, StageRules::builtin("prism")).iterations.size() == 3);
+}
+
+TEST_CASE("Full per-thread buffers drop events and the drops are counted exactly",
+          "[probes][injection]") {
+  TempDir dir;
+  const uint64_t burst = 200000;
+  const auto result = prism::test::run_process(
+      {kProgram, "--burst", std::to_string(burst)},
+      {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_START=1", "PRISM_PROBE_BUFFER_EVENTS=64",
+       "PRISM_PROBE_DRAIN_MS=200", "PRISM_PROBE_OUTPUT=" + dir.path,
+       "PRISM_PROBE_DIR=" + dir.path + "/sock"});
+  REQUIRE(result.exit_code == 0);
+  const Trace trace = load_trace(find_praw(dir.path));
+  CHECK(trace.complete);
+  CHECK(trace.dropped_host > 0);
+  CHECK(trace.event_count + trace.dropped_host == 2 * burst);
+  CHECK(breakdown_report(analyze(trace, StageRules::builtin("prism"))).find("dropped") !=
+        std::string::npos);
+}
+
+TEST_CASE("A target killed mid-capture leaves a partial trace that is read and marked",
+          "[probes][injection]") {
+  TempDir dir;
+  const auto result = prism::test::run_process(
+      {kProgram, "--iterations", "100000", "--abort-after", "300"},
+      {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_START=1", "PRISM_PROBE_DRAIN_MS=5",
+       "PRISM_PROBE_OUTPUT=" + dir.path, "PRISM_PROBE_DIR=" + dir.path + "/sock"});
+  REQUIRE(result.exit_code == 128 + SIGKILL);
+  const std::string praw = find_praw(dir.path);
+  REQUIRE_FALSE(praw.empty());
+  const Trace trace = load_trace(praw);
+  CHECK_FALSE(trace.complete);
+  CHECK_FALSE(trace.partial_reason.empty());
+  const Breakdown b = analyze(trace, StageRules::builtin("prism"));
+  CHECK(b.iterations.size() > 10);
+  CHECK(b.iterations.size() <= 301);
+}
+
+TEST_CASE("Attach wakes a dormant agent over its socket, reads live stats and a snapshot",
+          "[probes][injection][control]") {
+  TempDir dir;
+  const std::string sock_dir = dir.path + "/sock";
+  const std::string ready = dir.path + "/ready";
+  Child child({kProgram, "--loop-ms", "20000", "--ready", ready},
+              {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_DIR=" + sock_dir});
+  REQUIRE(wait_for_file(ready, 10000));
+  setenv("PRISM_PROBE_DIR", sock_dir.c_str(), 1);
+  ProbeClient client = ProbeClient::connect(child.pid);
+  unsetenv("PRISM_PROBE_DIR");
+  auto status = client.status();
+  CHECK(status["active"] == "0");
+  CHECK(status["pid"] == std::to_string(child.pid));
+
+  // The socket is private: 0600 in a 0700 directory.
+  struct stat st;
+  REQUIRE(stat(sock_dir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  REQUIRE(stat(client.path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+
+  client.load_rules(builtin_rules_text("prism"));
+  auto started = client.start(0, prism::control::kActivityNvtx);
+  CHECK(started["active"] == "1");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto stats = client.stats();
+  std::map<std::string, prism::control::StatsRow> rows;
+  for (const auto& row : stats.rows) rows[row.name] = row;
+  REQUIRE(rows.count("attention") == 1);
+  CHECK(rows["attention"].count > 0);
+  CHECK(rows["attention"].total_ns > 0);
+  CHECK(rows.count("iteration") == 1);
+
+  const std::string raw = client.snapshot();
+  const Trace trace = read_raw_trace(raw, "snapshot");
+  CHECK(trace.complete);
+  const Breakdown b = analyze(trace, StageRules::builtin("prism"));
+  CHECK(b.iterations.size() > 3);
+  client.stop();
+  CHECK(client.status()["active"] == "0");
+}
+
+TEST_CASE("Malformed control messages are rejected and the agent keeps running",
+          "[probes][injection][control]") {
+  TempDir dir;
+  const std::string sock_dir = dir.path + "/sock";
+  const std::string ready = dir.path + "/ready";
+  Child child({kProgram, "--loop-ms", "20000", "--ready", ready},
+              {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_DIR=" + sock_dir});
+  REQUIRE(wait_for_file(ready, 10000));
+  const std::string path = sock_dir + "/" + std::to_string(child.pid) + ".sock";
+  {
+    ProbeClient client = ProbeClient::connect_path(path);
+    CHECK(client.send_raw("hello\n").rfind("err bad_request", 0) == 0);
+    CHECK(client.send_raw("PRISM/9 status\n").find("version") != std::string::npos);
+    CHECK(client.send_raw("PRISM/1 start duration_ms=-1\n").rfind("err", 0) == 0);
+    CHECK(client.send_raw(std::string("PRISM/1 stat\0us\n", 16)).rfind("err", 0) == 0);
+    CHECK(client.send_raw("PRISM/1 rules bytes=9\nrange x\n\n").find("bad_rules") !=
+          std::string::npos);
+    CHECK(client.send_raw("PRISM/1 status\n").rfind("ok status", 0) ==
+          0);  // same connection still served
+  }
+  {
+    ProbeClient client = ProbeClient::connect_path(path);
+    CHECK(client.send_raw(std::string(5000, 'A')).find("line too long") != std::string::npos);
+  }
+  ProbeClient again = ProbeClient::connect_path(path);
+  CHECK(again.status()["active"] == "0");
+  CHECK(kill(child.pid, 0) == 0);  // the host is alive
+}
+
+TEST_CASE("A peer with another uid is refused", "[probes][injection][control]") {
+  if (geteuid() != 0) {
+    WARN("skipped: needs root to switch a child to another uid");
+    return;
+  }
+  TempDir dir;
+  const std::string sock_dir = dir.path + "/sock";
+  const std::string ready = dir.path + "/ready";
+  Child child({kProgram, "--loop-ms", "20000", "--ready", ready},
+              {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_DIR=" + sock_dir});
+  REQUIRE(wait_for_file(ready, 10000));
+  const std::string path = sock_dir + "/" + std::to_string(child.pid) + ".sock";
+
+  // Connects as uid 65534 (nobody) and reports what happened through a pipe.
+  auto connect_as_nobody = [&]() -> std::string {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(fds[0]);
+      std::string outcome;
+      if (setgid(65534) != 0 || setuid(65534) != 0) {
+        outcome = "setuid failed";
+      } else {
+        const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+        if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+          outcome = std::string("connect refused: ") + strerror(errno);
+        } else {
+          const char request[] = "PRISM/1 start\n";
+          // The agent may refuse and close before we write: no SIGPIPE for us.
+          (void)!send(fd, request, sizeof(request) - 1, MSG_NOSIGNAL);
+          char reply[256] = {};
+          const ssize_t n = read(fd, reply, sizeof(reply) - 1);
+          outcome = n > 0 ? std::string(reply, static_cast<size_t>(n)) : "closed";
+        }
+      }
+      (void)!write(fds[1], outcome.data(), outcome.size());
+      _exit(0);
+    }
+    close(fds[1]);
+    std::string outcome;
+    char buffer[256];
+    ssize_t n;
+    while ((n = read(fds[0], buffer, sizeof(buffer))) > 0)
+      outcome.append(buffer, static_cast<size_t>(n));
+    close(fds[0]);
+    waitpid(pid, nullptr, 0);
+    return outcome;
+  };
+
+  // The filesystem refuses first: the directory is 0700 and the socket 0600.
+  CHECK(connect_as_nobody().find("connect refused") != std::string::npos);
+  // Open the permissions up: the agent's own SO_PEERCRED check must still refuse.
+  REQUIRE(chmod(dir.path.c_str(), 0711) == 0);
+  REQUIRE(chmod(sock_dir.c_str(), 0777) == 0);
+  REQUIRE(chmod(path.c_str(), 0777) == 0);
+  const std::string outcome = connect_as_nobody();
+  INFO("outcome: " << outcome);
+  CHECK(outcome.find("err denied peer uid 65534") != std::string::npos);
+  // And the agent was not started by the refused peer.
+  ProbeClient owner = ProbeClient::connect_path(path);
+  CHECK(owner.status()["active"] == "0");
+}
+
+TEST_CASE("Attaching to a process without the agent says how to start it with the agent",
+          "[probes][control]") {
+  Child child({"/bin/sleep", "20"}, {});
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  try {
+    ProbeClient::connect(child.pid);
+    FAIL("connected to a process without the agent");
+  } catch (const prism::control::ProbeError& e) {
+    const std::string message = e.what();
+    CHECK(message.find("is not running the Prism probe agent") != std::string::npos);
+    CHECK(message.find("NVTX_INJECTION64_PATH=") != std::string::npos);
+    CHECK(message.find("prism trace") != std::string::npos);
+  }
+  CHECK_THROWS_WITH(ProbeClient::connect(999999999), Catch::Contains("no process with pid"));
+}
