@@ -1,0 +1,250 @@
+#include "prism/spikes/eval.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "prism/spikes/alerts.h"
+
+namespace prism::spikes {
+
+namespace {
+
+double wall_ns() {
+  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count());
+}
+
+DetectorConfig config_for(const EvalOptions& options, const LabelledRun& run) {
+  DetectorConfig c = options.detector;
+  c.stages = run.series.stages;
+  return c;
+}
+
+}  // namespace
+
+DetectionResult run_detector(Detector& detector, const LabelledRun& run,
+                             const std::vector<double>& handover_delay_ns) {
+  DetectionResult r;
+  const auto& its = run.series.iterations;
+  r.flagged.assign(its.size(), 0);
+  std::map<uint64_t, size_t> episode_of;  // alert id -> episode
+  std::map<uint64_t, size_t> position;    // iteration index -> position in the run
+  auto collect = [&](double handed_ns, size_t pos) {
+    while (detector.has_alert()) {
+      SpikeAlert a = detector.take_alert();
+      // An alert counts as raised once its JSON line exists.
+      const std::string line = spike_alert_json(a).dump();
+      const double latency =
+          wall_ns() - handed_ns + (pos < handover_delay_ns.size() ? handover_delay_ns[pos] : 0.0);
+      auto first = position.find(a.first_iteration);
+      auto last = position.find(a.last_iteration);
+      const uint64_t f = first == position.end() ? 0 : first->second;
+      const uint64_t l = last == position.end() ? f : last->second;
+      if (a.phase == AlertPhase::kOpen) {
+        episode_of[a.alert_id] = r.episodes.size();
+        r.episodes.push_back(AlertEpisode{f, f, line.empty() ? 0 : latency});
+      } else if (auto e = episode_of.find(a.alert_id); e != episode_of.end()) {
+        r.episodes[e->second].last = l;
+      }
+      r.alerts.push_back(std::move(a));
+    }
+  };
+  double busy_ns = 0;
+  for (size_t i = 0; i < its.size(); ++i) {
+    position[its[i].index] = i;
+    const double t0 = wall_ns();
+    const IterationVerdict& v = detector.observe(its[i]);
+    busy_ns += wall_ns() - t0;
+    r.flagged[i] = v.anomalous ? 1 : 0;
+    collect(t0, i);
+  }
+  detector.flush();
+  collect(wall_ns(), its.size());
+  r.cost_ns_per_iteration = its.empty() ? 0.0 : busy_ns / static_cast<double>(its.size());
+  return r;
+}
+
+Detector train_detector(const RunSource& source, const EvalOptions& options, double threshold) {
+  std::optional<Detector> d;
+  for (uint64_t seed : options.train_seeds) {
+    const LabelledRun run = source(seed, false);
+    if (!d) d.emplace(config_for(options, run));
+    for (const IterationRecord& it : run.series.iterations) d->observe(it);
+    d->reset_episodes();
+  }
+  if (!d) throw std::invalid_argument("spikes eval: no training seeds");
+  d->set_threshold(threshold);
+  return *d;
+}
+
+EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
+  if (options.train_seeds.empty() || options.eval_seeds.empty())
+    throw std::invalid_argument("spikes eval: both training and evaluation seeds are needed");
+  for (uint64_t s : options.eval_seeds)
+    if (std::find(options.train_seeds.begin(), options.train_seeds.end(), s) !=
+        options.train_seeds.end())
+      throw std::invalid_argument(
+          fmt::format("spikes eval: seed {} is both a training and an evaluation seed", s));
+  if (options.thresholds.empty())
+    throw std::invalid_argument("spikes eval: no thresholds to calibrate");
+
+  EvalReport report;
+  // Training: the model learns on pure-variation runs of the training seeds;
+  // the threshold is chosen on their fault and pure-variation runs.
+  std::vector<LabelledRun> train_clean, train_faults;
+  std::optional<Detector> trained;
+  for (uint64_t seed : options.train_seeds) {
+    train_clean.push_back(source(seed, false));
+    train_faults.push_back(source(seed, true));
+    report.source = train_clean.back().source;
+    if (!trained) trained.emplace(config_for(options, train_clean.back()));
+    for (const IterationRecord& it : train_clean.back().series.iterations) trained->observe(it);
+    trained->reset_episodes();
+    report.train_iterations +=
+        train_clean.back().series.iterations.size() + train_faults.back().series.iterations.size();
+  }
+  double best_f1 = -1;
+  report.threshold = options.thresholds.back();
+  for (double k : options.thresholds) {
+    Score faults, clean;
+    for (size_t i = 0; i < train_faults.size(); ++i) {
+      Detector d = *trained;
+      d.set_threshold(k);
+      const DetectionResult r = run_detector(d, train_faults[i]);
+      faults.merge(score(train_faults[i].labels, r.flagged, train_faults[i].faults, r.episodes,
+                         options.scoring));
+      Detector c = *trained;
+      c.set_threshold(k);
+      const DetectionResult rc = run_detector(c, train_clean[i]);
+      clean.merge(score(train_clean[i].labels, rc.flagged, {}, rc.episodes, options.scoring));
+    }
+    Score all = faults;
+    all.merge(clean);
+    const bool ok = all.false_alarms_per_10k <= options.max_false_alarms_per_10k;
+    report.calibration.push_back({{"threshold", k},
+                                  {"f1", faults.f1},
+                                  {"precision", faults.precision},
+                                  {"recall", faults.recall},
+                                  {"false_alarms_per_10k", all.false_alarms_per_10k},
+                                  {"eligible", ok}});
+    if (ok && faults.f1 > best_f1 + 1e-12) {
+      best_f1 = faults.f1;
+      report.threshold = k;
+    }
+  }
+  trained->set_threshold(report.threshold);
+
+  // Held-out evaluation.
+  double cost_sum = 0;
+  int cost_runs = 0;
+  for (uint64_t seed : options.eval_seeds) {
+    const LabelledRun run = source(seed, true);
+    Detector d = *trained;
+    const DetectionResult r = run_detector(d, run);
+    report.held_out.merge(score(run.labels, r.flagged, run.faults, r.episodes, options.scoring));
+    report.eval_iterations += run.series.iterations.size();
+    cost_sum += r.cost_ns_per_iteration;
+    ++cost_runs;
+    for (const FaultWindow& w : run.faults) {
+      KindScore& ks = report.per_kind[w.kind];
+      ++ks.windows;
+      for (uint64_t i = w.first; i <= w.last && i < r.flagged.size(); ++i)
+        (r.flagged[i] ? ks.tp : ks.fn)++;
+      const auto hit = std::find_if(r.alerts.begin(), r.alerts.end(), [&](const SpikeAlert& a) {
+        return a.phase == AlertPhase::kClosed &&
+               a.first_iteration <= w.last + options.scoring.tolerance &&
+               a.last_iteration >= w.first;
+      });
+      if (hit != r.alerts.end()) {
+        ++ks.detected;
+        if (!w.stage.empty() &&
+            std::find(hit->blamed.begin(), hit->blamed.end(), w.stage) != hit->blamed.end())
+          ++ks.blamed_right;
+      }
+    }
+    if (options.clean_runs) {
+      const LabelledRun clean = source(seed, false);
+      Detector c = *trained;
+      const DetectionResult rc = run_detector(c, clean);
+      report.clean.merge(score(clean.labels, rc.flagged, {}, rc.episodes, options.scoring));
+      report.eval_iterations += clean.series.iterations.size();
+      cost_sum += rc.cost_ns_per_iteration;
+      ++cost_runs;
+    }
+  }
+  report.cost_ns_per_iteration = cost_runs == 0 ? 0.0 : cost_sum / cost_runs;
+  return report;
+}
+
+nlohmann::json EvalReport::to_json() const {
+  nlohmann::json j;
+  j["source"] = source;
+  j["threshold"] = threshold;
+  j["calibration"] = calibration;
+  j["held_out"] = held_out.to_json();
+  j["pure_variation"] = clean.to_json();
+  j["detector_cost_ns_per_iteration"] = cost_ns_per_iteration;
+  j["train_iterations"] = train_iterations;
+  j["eval_iterations"] = eval_iterations;
+  auto& kinds = j["per_kind"] = nlohmann::json::object();
+  for (const auto& [kind, ks] : per_kind)
+    kinds[kind] = {{"windows", ks.windows},
+                   {"detected", ks.detected},
+                   {"tp", ks.tp},
+                   {"fn", ks.fn},
+                   {"blamed_right", ks.blamed_right}};
+  return j;
+}
+
+std::string EvalReport::to_text() const {
+  std::string out = fmt::format("spike detection evaluation ({})\n", source);
+  out += fmt::format("  calibrated threshold      {:.1f} (training: {} iterations)\n", threshold,
+                     train_iterations);
+  out += fmt::format("  held-out iterations       {}\n", eval_iterations);
+  const Score& h = held_out;
+  out += fmt::format(
+      "  iteration level           precision {:.4f}  recall {:.4f}  F1 {:.4f}  (tp {} fp {} fn "
+      "{})\n",
+      h.precision, h.recall, h.f1, h.tp, h.fp, h.fn);
+  out += fmt::format(
+      "  fault windows detected    {}/{}  onset delay mean {:.2f} max {:.0f} iterations\n",
+      h.windows_detected, h.windows, h.onset_delay_mean, h.onset_delay_max);
+  out += fmt::format(
+      "  alert latency             mean {:.1f} us  p99 {:.1f} us  max {:.1f} us (after the "
+      "iteration ended)\n",
+      h.latency_mean_ns / 1e3, h.latency_p99_ns / 1e3, h.latency_max_ns / 1e3);
+  out += fmt::format(
+      "  false alarms (fault runs) {} alerts outside faults, {:.2f} per 10k clean iterations\n",
+      h.false_alarms, h.false_alarms_per_10k);
+  out += fmt::format(
+      "  pure workload variation   {} alerts in {} iterations: {:.2f} per 10k ({:.2f} flagged "
+      "iterations per 10k)\n",
+      clean.false_alarms, clean.clean_iterations, clean.false_alarms_per_10k,
+      clean.flagged_clean_per_10k);
+  out += fmt::format("  detector cost             {:.0f} ns per iteration (in-run wall clock)\n",
+                     cost_ns_per_iteration);
+  out += "  per fault kind            windows detected  iteration recall  blamed right\n";
+  for (const auto& [kind, ks] : per_kind)
+    out += fmt::format(
+        "    {:<22}  {:>3}/{:<3}    {:.4f}           {}\n", kind, ks.detected, ks.windows,
+        recall_of(ks.tp, ks.fn),
+        kind == "stage_delay" ? fmt::format("{}/{}", ks.blamed_right, ks.detected) : "-");
+  return out;
+}
+
+RunSource simulator_source(SimulatorConfig base) {
+  return [base](uint64_t seed, bool faults) {
+    SimulatorConfig c = base;
+    c.seed = seed;
+    c.faults = faults;
+    return simulate(c);
+  };
+}
+
+}  // namespace prism::spikes
