@@ -13,6 +13,7 @@ inline constexpr int kExitFailure = 1;  // the command ran and found a problem (
 inline constexpr int kExitUsage = 2;    // bad command line
 
 void add_doctor_command(CLI::App& app, int& exit_code);
+void add_workload_command(CLI::App& app, int& exit_code);  // workloads (issue 3)
 void add_trace_command(CLI::App& app, int& exit_code);
 void add_attach_command(CLI::App& app, int& exit_code);
 void add_analyze_command(CLI::App& app, int& exit_code);

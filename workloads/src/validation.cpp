@@ -102,4 +102,30 @@ void validate_workload(const Workload& w, const std::string& source) {
   }
 }
 
+void validate_tokens(const Workload& w, const Tokenizer& tokenizer, const std::string& source) {
+  std::unordered_set<std::string_view> checked;
+  const auto vocab = static_cast<std::int64_t>(tokenizer.vocab_size());
+  for (std::size_t si = 0; si < w.sessions.size(); ++si) {
+    const auto& requests = w.sessions[si].requests;
+    for (std::size_t ri = 0; ri < requests.size(); ++ri) {
+      const auto& segments = requests[ri].segments;
+      for (std::size_t gi = 0; gi < segments.size(); ++gi) {
+        const auto& g = segments[gi];
+        if (!checked.insert(g.content_id).second) continue;
+        const std::string gp = at(at(at("sessions", si) + ".requests", ri) + ".segments", gi);
+        for (std::size_t t = 0; t < g.tokens.size(); ++t) {
+          const auto id = g.tokens[t];
+          if (id >= vocab)
+            fail(source, at(gp + ".tokens", t),
+                 "token id " + std::to_string(id) + " is outside the " + tokenizer.name() +
+                     " vocabulary (size " + std::to_string(vocab) + ")");
+          if (tokenizer.is_special(id))
+            fail(source, at(gp + ".tokens", t),
+                 "token id " + std::to_string(id) + " is a special token of " + tokenizer.name());
+        }
+      }
+    }
+  }
+}
+
 }  // namespace prism::workloads

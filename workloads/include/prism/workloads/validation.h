@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "prism/workloads/tokenizer.h"
 #include "prism/workloads/workload.h"
 
 namespace prism::workloads {
@@ -15,5 +16,10 @@ void validate_workload(const Workload& workload, const std::string& source_name)
 
 // Checks an arrival spec alone (used by generators before they draw).
 void validate_arrival(const ArrivalSpec& arrival, const std::string& where);
+
+// Checks every token id against a tokenizer: inside its vocabulary and not a
+// special token. Throws WorkloadError naming the first offending segment.
+void validate_tokens(const Workload& workload, const Tokenizer& tokenizer,
+                     const std::string& source_name);
 
 }  // namespace prism::workloads
