@@ -1,0 +1,213 @@
+// Harness accuracy and capacity against the calibrated mock server, side by
+// side on one machine:
+//   BM_TimingAccuracy/streams/itl_us  harness-stamped token arrivals vs the
+//       mock's own write() times (same CLOCK_MONOTONIC): TTFT error is the
+//       first token's stamp minus its send time; ITL error compares each gap.
+//       Also chunks/s delivered and the I/O thread's CPU use.
+//   BM_IdleStreamMemory/streams        heap and RSS per open, idle stream
+//       (request sent, no token yet) with the mock in a separate process.
+// Counters are in microseconds (…_us), chunks per second and bytes.
+#include <benchmark/benchmark.h>
+#include <malloc.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "prism/harness/clock.h"
+#include "prism/harness/load_generator.h"
+#include "prism/harness/mock_server.h"
+#include "prism/harness/openai_target.h"
+#include "prism/results/statistics.h"
+
+namespace {
+
+using prism::harness::LoadOptions;
+using prism::harness::MockServer;
+using prism::harness::MockServerOptions;
+using prism::harness::OpenAiTarget;
+using prism::harness::OpenAiTargetOptions;
+
+prism::workloads::Workload streams_workload(std::size_t streams, double spread_s,
+                                            std::uint32_t tokens, double late_start_s = 0,
+                                            std::size_t early = 0) {
+  prism::workloads::Workload w;
+  w.name = "bench";
+  w.kind = "synthetic";
+  w.arrival.kind = prism::workloads::ArrivalKind::kTrace;
+  for (std::size_t s = 0; s < streams; ++s) {
+    prism::workloads::Session session;
+    session.id = s;
+    prism::workloads::Request r;
+    r.id = s;
+    r.session = s;
+    r.output_tokens = tokens;
+    r.arrival_offset_s = spread_s * static_cast<double>(s) / static_cast<double>(streams);
+    if (early > 0 && s >= early) r.arrival_offset_s = late_start_s;
+    r.segments.push_back(
+        {"p" + std::to_string(s), prism::workloads::Provenance::kUser, {1, 2, 3, 4, 5, 6, 7, 8}});
+    session.requests.push_back(r);
+    w.sessions.push_back(session);
+  }
+  return w;
+}
+
+void BM_TimingAccuracy(benchmark::State& state) {
+  const auto streams = static_cast<std::size_t>(state.range(0));
+  const double itl_ms = static_cast<double>(state.range(1)) / 1000.0;
+  const std::uint32_t tokens = static_cast<std::uint32_t>(state.range(2));
+  for (auto _ : state) {
+    MockServerOptions mock;
+    mock.ttft_ms = 50;
+    mock.itl_ms = itl_ms;
+    MockServer server(mock);
+    server.start();
+    OpenAiTargetOptions options;
+    options.url = server.url();
+    options.model = "prism-mock";
+    options.request_timeout_s = 120;
+    OpenAiTarget target(options);
+    // Starts spread over one ITL, so chunks are due evenly rather than in bursts.
+    const auto w = streams_workload(streams, itl_ms / 1000.0, tokens);
+    const auto t0 = prism::harness::monotonic_ns();
+    const auto result = prism::harness::run_load(w, target, LoadOptions{});
+    const double wall = prism::harness::ns_to_s(prism::harness::monotonic_ns() - t0);
+    const auto stats = target.stats();
+    std::map<std::string, const prism::harness::MockRecord*> truth;
+    const auto records = server.records();
+    for (const auto& r : records) truth[r.request_id] = &r;
+    std::vector<double> ttft_err, itl_err, stamp_err;
+    std::size_t failed = 0;
+    double first_token = 1e30, last_token = 0;
+    std::uint64_t chunks = 0;
+    for (const auto& o : result.observations) {
+      const auto it = truth.find("prism-" + std::to_string(o.request_id));
+      if (o.status != prism::results::RequestStatus::kOk || it == truth.end() ||
+          it->second->chunk_sent_ns.size() != o.token_times_s.size()) {
+        ++failed;
+        continue;
+      }
+      const auto& sent = it->second->chunk_sent_ns;
+      for (std::size_t i = 0; i < sent.size(); ++i) {
+        const double h = o.token_times_s[i];
+        const double m = prism::harness::ns_to_s(sent[i] - result.origin_ns);
+        stamp_err.push_back((h - m) * 1e6);
+        if (i == 0) ttft_err.push_back(std::abs(h - m) * 1e6);
+        if (i > 0) {
+          const double hm = o.token_times_s[i] - o.token_times_s[i - 1];
+          const double mm = prism::harness::ns_to_s(sent[i] - sent[i - 1]);
+          itl_err.push_back(std::abs(hm - mm) * 1e6);
+        }
+        first_token = std::min(first_token, h);
+        last_token = std::max(last_token, h);
+      }
+      chunks += sent.size();
+    }
+    using prism::results::percentile;
+    state.SetIterationTime(wall);
+    state.counters["failed"] = static_cast<double>(failed);
+    state.counters["ttft_err_p50_us"] = percentile(ttft_err, 50);
+    state.counters["ttft_err_p99_us"] = percentile(ttft_err, 99);
+    state.counters["ttft_err_max_us"] = percentile(ttft_err, 100);
+    state.counters["itl_err_p50_us"] = percentile(itl_err, 50);
+    state.counters["itl_err_p99_us"] = percentile(itl_err, 99);
+    state.counters["itl_err_max_us"] = percentile(itl_err, 100);
+    state.counters["stamp_minus_send_p50_us"] = percentile(stamp_err, 50);
+    const double span = last_token - first_token;
+    state.counters["chunks_per_s"] = span > 0 ? static_cast<double>(chunks) / span : 0;
+    state.counters["io_thread_cpu_util"] = stats.io_thread_cpu_s / wall;
+    state.counters["chunks_per_io_cpu_s"] =
+        stats.io_thread_cpu_s > 0 ? static_cast<double>(chunks) / stats.io_thread_cpu_s : 0;
+  }
+}
+
+long rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// The mock runs in a child process so that only the harness's memory is counted.
+void BM_IdleStreamMemory(benchmark::State& state) {
+  const auto streams = static_cast<std::size_t>(state.range(0));
+  for (auto _ : state) {
+    int pipe_fds[2];
+    if (pipe(pipe_fds) != 0) {
+      state.SkipWithError("pipe failed");
+      return;
+    }
+    const pid_t child = fork();
+    if (child == 0) {
+      MockServerOptions mock;
+      mock.ttft_ms = 600'000;  // streams stay open and idle
+      mock.record = false;
+      MockServer server(mock);
+      server.start();
+      const std::uint16_t port = server.port();
+      [[maybe_unused]] const auto n = write(pipe_fds[1], &port, sizeof port);
+      pause();
+      _exit(0);
+    }
+    std::uint16_t port = 0;
+    [[maybe_unused]] const auto n = read(pipe_fds[0], &port, sizeof port);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+
+    OpenAiTargetOptions options;
+    options.url = "http://127.0.0.1:" + std::to_string(port);
+    options.model = "prism-mock";
+    OpenAiTarget target(options);
+    constexpr std::size_t kEarly = 16;
+    const auto w = streams_workload(streams, 0.0, 4, 1.0, kEarly);
+    std::atomic<int> interrupt{0};
+    std::atomic<std::uint64_t> sent{0};
+    LoadOptions load;
+    load.interrupt = &interrupt;
+    load.progress_interval_s = 0.05;
+    load.on_progress = [&](const prism::harness::LoadProgress& p) { sent.store(p.sent); };
+    std::thread runner([&] { prism::harness::run_load(w, target, load); });
+    auto wait_open = [&](std::size_t count) {
+      while (sent.load() < count || target.stats().in_flight < count) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // requests written, now idle
+    };
+    wait_open(kEarly);
+    const auto heap_early = mallinfo2().uordblks;
+    const long rss_early = rss_bytes();
+    wait_open(streams);
+    const auto heap_all = mallinfo2().uordblks;
+    const long rss_all = rss_bytes();
+    interrupt.store(SIGTERM);
+    runner.join();
+    kill(child, SIGTERM);
+    waitpid(child, nullptr, 0);
+    const double extra = static_cast<double>(streams - kEarly);
+    state.counters["heap_bytes_per_stream"] =
+        static_cast<double>(static_cast<long>(heap_all) - static_cast<long>(heap_early)) / extra;
+    state.counters["rss_bytes_per_stream"] = static_cast<double>(rss_all - rss_early) / extra;
+  }
+}
+
+}  // namespace
+
+// {streams, itl in microseconds, tokens per stream}
+BENCHMARK(BM_TimingAccuracy)
+    ->Args({256, 20000, 50})
+    ->Args({1000, 20000, 50})
+    ->Args({1000, 10000, 60})
+    ->Args({1000, 6667, 80})
+    ->Args({1000, 5000, 100})
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_IdleStreamMemory)->Arg(1000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();

@@ -1,0 +1,239 @@
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include <fmt/core.h>
+
+#include "commands.h"
+#include "prism/harness/clock.h"
+#include "prism/harness/runner.h"
+#include "prism/workloads/workload_json.h"
+
+namespace prism::cli {
+
+namespace {
+
+std::atomic<int> g_interrupt{0};
+
+extern "C" void on_interrupt(int sig) {
+  g_interrupt.store(sig);
+}
+
+// Prints progress: a redrawn bar on a terminal, a log line every 5 s otherwise.
+class ProgressPrinter {
+ public:
+  ProgressPrinter() : tty_(isatty(STDERR_FILENO) != 0) {}
+
+  void operator()(const harness::LoadProgress& p) {
+    const double dt = p.elapsed_s - last_elapsed_;
+    if (!tty_ && dt < 5.0 && p.done < p.planned) return;
+    const double tok_rate = dt > 0 ? static_cast<double>(p.output_tokens - last_tokens_) / dt : 0.0;
+    const double req_rate = dt > 0 ? static_cast<double>(p.done - last_done_) / dt : 0.0;
+    last_elapsed_ = p.elapsed_s;
+    last_tokens_ = p.output_tokens;
+    last_done_ = p.done;
+    if (tty_) {
+      constexpr int kWidth = 30;
+      const double fraction = p.planned > 0 ? static_cast<double>(p.done) / p.planned : 0.0;
+      const int filled = static_cast<int>(fraction * kWidth);
+      fmt::print(
+          stderr,
+          "\r[{}{}] {}/{} done, {} errors, {} in flight, {:.1f} req/s, {:.0f} tok/s, {:.1f} s  ",
+          std::string(static_cast<std::size_t>(filled), '#'),
+          std::string(static_cast<std::size_t>(kWidth - filled), '.'), p.done, p.planned, p.errors,
+          p.in_flight, req_rate, tok_rate, p.elapsed_s);
+    } else {
+      fmt::print(
+          stderr,
+          "prism run: {:.1f} s: {}/{} done, {} errors, {} in flight, {:.1f} req/s, {:.0f} tok/s\n",
+          p.elapsed_s, p.done, p.planned, p.errors, p.in_flight, req_rate, tok_rate);
+    }
+  }
+
+  void finish() {
+    if (tty_) fmt::print(stderr, "\n");
+  }
+
+ private:
+  bool tty_;
+  double last_elapsed_ = 0;
+  std::uint64_t last_tokens_ = 0;
+  std::uint64_t last_done_ = 0;
+};
+
+}  // namespace
+
+void add_run_command(CLI::App& app, int& exit_code) {
+  struct Options {
+    std::string target;
+    std::string model;
+    std::string workload;
+    double rate = 0;
+    std::uint32_t concurrency = 0;
+    std::string slo;
+    std::string output;
+    std::uint64_t warmup = 0;
+    std::uint64_t max_requests = 0;
+    double duration = 0;
+    double timeout = 600;
+    std::string api = "auto";
+    std::string prompt_format = "auto";
+    std::string api_key;
+    std::vector<std::string> headers;
+    bool insecure = false;
+    std::string ca_file;
+    bool no_ignore_eos = false;
+    bool continuous_usage = false;
+    bool http2 = false;
+    std::string extra_body;
+    std::uint64_t seed = 0;
+    bool measure_environment = false;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand("run",
+                                     "Run a workload against an OpenAI-compatible server and "
+                                     "measure TTFT, TPOT, ITL, E2E, throughput and goodput");
+  cmd->add_option("--target", o->target,
+                  "openai:http://HOST:PORT (or https://..., with or without /v1)")
+      ->required();
+  cmd->add_option("--model", o->model, "Model name sent in every request")->required();
+  cmd->add_option("--workload", o->workload, "Workload spec file (JSON, see workloads/README.md)")
+      ->required();
+  cmd->add_option("--rate", o->rate, "Open loop: Poisson session starts at R per second")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option(
+         "--concurrency", o->concurrency,
+         "Cap on requests in flight (with a closed-loop workload: C virtual users); waiting "
+         "for a slot counts in TTFT and E2E")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--slo", o->slo, "Goodput objectives, e.g. ttft=500ms,tpot=50ms,e2e=10s");
+  cmd->add_option("-o,--output", o->output, "Result file (schema prism.run v1)");
+  cmd->add_option("--warmup", o->warmup, "Requests sent first and left out of metrics");
+  cmd->add_option("--max-requests", o->max_requests, "Stop after this many measured requests");
+  cmd->add_option("--duration", o->duration, "Stop sending after this many seconds")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--timeout", o->timeout,
+                  "Per-request timeout in seconds (a stalled stream fails with 'timeout')")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--api", o->api, "auto (chat for multi-turn), completions or chat")
+      ->check(CLI::IsMember({"auto", "completions", "chat"}));
+  cmd->add_option("--prompt-format", o->prompt_format,
+                  "auto (token ids, text if refused), token-ids or text")
+      ->check(CLI::IsMember({"auto", "token-ids", "text"}));
+  cmd->add_option("--api-key", o->api_key, "Bearer token (default: $OPENAI_API_KEY)");
+  cmd->add_option("-H,--header", o->headers, "Extra header 'Name: value' (repeatable)");
+  cmd->add_flag("--insecure", o->insecure, "Do not verify TLS certificates");
+  cmd->add_option("--ca-file", o->ca_file, "PEM bundle of trusted CAs");
+  cmd->add_flag("--no-ignore-eos", o->no_ignore_eos, "Do not send ignore_eos/min_tokens");
+  cmd->add_flag(
+      "--continuous-usage", o->continuous_usage,
+      "Ask for per-chunk usage (vLLM continuous_usage_stats): exact token counts per chunk");
+  cmd->add_flag("--http2", o->http2, "Use HTTP/2 over TLS");
+  cmd->add_option("--extra-body", o->extra_body, "JSON object merged into every request body");
+  cmd->add_option("--seed", o->seed, "Seed of --rate arrivals");
+  cmd->add_flag("--measure-environment", o->measure_environment,
+                "Measure memory bandwidth and sgemm peak for the environment record (about 2 s)");
+  cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
+  cmd->callback([o, &exit_code] {
+    harness::RunSpec spec;
+    try {
+      spec.target.url = harness::parse_openai_target_spec(o->target);
+      if (!o->slo.empty()) spec.metrics.slo = harness::parse_slo(o->slo);
+      if (!o->extra_body.empty()) {
+        spec.target.extra_body = nlohmann::json::parse(o->extra_body);
+        if (!spec.target.extra_body.is_object())
+          throw std::invalid_argument("--extra-body must be a JSON object");
+      }
+    } catch (const std::exception& e) {
+      std::cerr << "prism run: " << e.what() << "\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    try {
+      spec.workload = workloads::read_workload_file(o->workload);
+    } catch (const std::exception& e) {
+      std::cerr << "prism run: " << e.what() << "\n";
+      exit_code = kExitFailure;
+      return;
+    }
+    spec.workload_source = o->workload;
+    spec.target.model = o->model;
+    spec.target.api = o->api == "chat"          ? harness::ApiKind::kChat
+                      : o->api == "completions" ? harness::ApiKind::kCompletions
+                                                : harness::ApiKind::kAuto;
+    spec.target.prompt_format = o->prompt_format == "text"        ? harness::PromptFormat::kText
+                                : o->prompt_format == "token-ids" ? harness::PromptFormat::kTokenIds
+                                                                  : harness::PromptFormat::kAuto;
+    spec.target.api_key = o->api_key;
+    if (spec.target.api_key.empty()) {
+      if (const char* key = std::getenv("OPENAI_API_KEY")) spec.target.api_key = key;
+    }
+    spec.target.headers = o->headers;
+    spec.target.verify_tls = !o->insecure;
+    spec.target.ca_file = o->ca_file;
+    spec.target.send_ignore_eos = !o->no_ignore_eos;
+    spec.target.continuous_usage_stats = o->continuous_usage;
+    spec.target.http2 = o->http2;
+    spec.target.request_timeout_s = o->timeout;
+    if (o->rate > 0) spec.load.rate_per_s = o->rate;
+    if (o->concurrency > 0) spec.load.concurrency = o->concurrency;
+    spec.load.warmup_requests = o->warmup;
+    if (o->max_requests > 0) spec.load.max_requests = o->max_requests;
+    if (o->duration > 0) spec.load.max_duration_s = o->duration;
+    spec.load.seed = o->seed;
+    spec.load.interrupt = &g_interrupt;
+    spec.output_path = o->output;
+    spec.measure_environment = o->measure_environment;
+    spec.configuration = {{"target", o->target},
+                          {"model", o->model},
+                          {"workload", o->workload},
+                          {"api", o->api},
+                          {"prompt_format", o->prompt_format},
+                          {"ignore_eos", !o->no_ignore_eos}};
+    auto progress = std::make_shared<ProgressPrinter>();
+    if (!o->quiet)
+      spec.load.on_progress = [progress](const harness::LoadProgress& p) { (*progress)(p); };
+
+    g_interrupt.store(0);
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    struct sigaction old_int {
+    }, old_term{};
+    sigaction(SIGINT, &action, &old_int);
+    sigaction(SIGTERM, &action, &old_term);
+    harness::RunOutcome outcome;
+    try {
+      outcome = harness::execute_run(std::move(spec));
+    } catch (const std::exception& e) {
+      sigaction(SIGINT, &old_int, nullptr);
+      sigaction(SIGTERM, &old_term, nullptr);
+      progress->finish();
+      std::cerr << "prism run: " << e.what() << "\n";
+      exit_code = kExitFailure;
+      return;
+    }
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    progress->finish();
+    if (!outcome.tokenizer_note.empty())
+      std::cerr << "prism run: note: " << outcome.tokenizer_note << "\n";
+    std::cout << harness::format_summary(outcome.metrics);
+    if (!o->output.empty())
+      std::cout << "\nResults: " << o->output << " (run " << outcome.run.run_id << ")\n";
+    if (!outcome.run.complete) {
+      std::cerr << "prism run: incomplete: " << outcome.run.incomplete_reason
+                << (o->output.empty() ? "" : "; what was measured is in " + o->output) << "\n";
+      const int sig = g_interrupt.load();
+      exit_code = sig != 0 ? 128 + sig : kExitFailure;
+      return;
+    }
+    exit_code = kExitOk;
+  });
+}
+
+}  // namespace prism::cli

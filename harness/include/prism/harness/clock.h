@@ -1,0 +1,32 @@
+// The one clock of the harness: CLOCK_MONOTONIC in integer nanoseconds. It is
+// system-wide, so a mock server in another process stamps on the same time
+// line and a test can compare its send times with the harness's arrival times.
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+
+namespace prism::harness {
+
+inline std::int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+inline double ns_to_s(std::int64_t ns) {
+  return static_cast<double>(ns) * 1e-9;
+}
+inline std::int64_t s_to_ns(double s) {
+  return static_cast<std::int64_t>(s * 1e9);
+}
+
+// Timer slack (50 us by default on Linux) is added to every sleep and poll of
+// the calling thread; a load generator that must send on time sets it to 1 ns.
+void minimize_timer_slack();
+
+// Raises the soft open-file limit to the hard limit: 1,000 streams need more
+// than the usual 1,024 descriptors once server and client share a process.
+void raise_open_file_limit();
+
+}  // namespace prism::harness

@@ -1,0 +1,106 @@
+// The OpenAI-compatible HTTP target: /v1/completions and /v1/chat/completions
+// with SSE streaming, on libcurl's multi interface driven by one I/O thread
+// with epoll (curl_multi_socket_action): no thread per request, and a
+// thousand open streams cost a thousand sockets, not a thousand stacks.
+//
+// Timestamps: a chunk is stamped with the time epoll reported its socket
+// readable, taken before curl reads or the harness parses anything, so the
+// harness's own work does not inflate TTFT or ITL.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "prism/harness/target.h"
+
+namespace prism::harness {
+
+enum class ApiKind {
+  kAuto,         // chat for multi-turn sessions, completions otherwise
+  kCompletions,  // /v1/completions
+  kChat,         // /v1/chat/completions
+};
+enum class PromptFormat {
+  kAuto,      // token ids; switch to text for good if the server refuses them (HTTP 400/422)
+  kTokenIds,  // /v1/completions "prompt": [ids...] (vLLM, SGLang, TGI accept this)
+  kText,      // detokenized text
+};
+
+struct OpenAiTargetOptions {
+  std::string url;  // base URL, e.g. http://127.0.0.1:8000 or https://host/v1
+  std::string model;
+  ApiKind api = ApiKind::kAuto;
+  PromptFormat prompt_format = PromptFormat::kAuto;
+  std::string api_key;               // sent as "Authorization: Bearer <key>"
+  std::vector<std::string> headers;  // extra "Name: value" lines
+  bool send_ignore_eos = true;       // "ignore_eos": true and "min_tokens" = max (vLLM, SGLang)
+  bool include_usage = true;         // stream_options.include_usage
+  bool continuous_usage_stats =
+      false;  // stream_options.continuous_usage_stats (vLLM): exact per-chunk counts
+  double request_timeout_s = 600.0;  // whole request, including a stall mid-stream
+  double connect_timeout_s = 10.0;
+  std::size_t max_response_bytes = std::size_t{64} << 20;
+  std::size_t max_event_bytes = std::size_t{1} << 20;
+  std::size_t max_error_body_bytes = std::size_t{16} << 10;
+  bool verify_tls = true;
+  std::string ca_file;  // PEM bundle for private CAs
+  bool http2 = false;   // negotiate HTTP/2 over TLS (multiplexed streams)
+  nlohmann::json extra_body = nlohmann::json::object();  // merged into every request body
+  // Text for token ids when the prompt goes as text. Default: synthetic_text().
+  std::function<std::string(std::span<const std::int32_t>)> detokenize;
+  // Counts tokens in a chunk's text (a tokenizer); without it, one per chunk
+  // and the final usage re-attributes.
+  std::function<std::uint32_t(std::string_view)> count_tokens;
+};
+
+// A deterministic stand-in text for token ids when no tokenizer is given: one
+// short lowercase word per id, so the server sees about one token per id.
+std::string synthetic_text(std::span<const std::int32_t> tokens);
+
+// "openai:http://host:port" or a bare URL -> the URL; throws std::invalid_argument otherwise.
+std::string parse_openai_target_spec(const std::string& spec);
+
+class OpenAiTarget final : public Target {
+ public:
+  explicit OpenAiTarget(OpenAiTargetOptions options);
+  ~OpenAiTarget() override;
+  OpenAiTarget(const OpenAiTarget&) = delete;
+  OpenAiTarget& operator=(const OpenAiTarget&) = delete;
+
+  void start(ResponseSink& sink) override;
+  void submit(TargetRequest request) override;
+  void cancel_all() override;
+  nlohmann::json description() const override;
+
+  // The endpoint path and JSON body a request is sent as (tests inspect it).
+  struct Wire {
+    std::string url;
+    std::string body;
+    bool chat = false;
+    bool token_ids = false;
+  };
+  Wire encode(const TargetRequest& request) const;
+
+  struct Stats {
+    std::uint64_t chunks = 0;  // SSE data events received
+    std::uint64_t bytes = 0;
+    std::uint64_t in_flight = 0;
+    bool token_ids_refused = false;  // auto prompt format fell back to text
+    double io_thread_cpu_s = 0;      // CPU time the I/O thread has used
+  };
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace prism::harness

@@ -1,0 +1,739 @@
+#include "prism/harness/openai_target.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_set>
+
+#include <fmt/core.h>
+
+#include "prism/harness/clock.h"
+#include "prism/harness/sse_parser.h"
+
+namespace prism::harness {
+
+using results::ErrorClass;
+
+std::string synthetic_text(std::span<const std::int32_t> tokens) {
+  std::string text;
+  text.reserve(tokens.size() * 5);
+  for (std::int32_t id : tokens) {
+    // Base-20 consonant/vowel syllables: short, pronounceable, one BPE token
+    // or two for most tokenizers, and the same ids always give the same text.
+    static constexpr char kConsonants[] = "bdfgklmnprstvz";
+    static constexpr char kVowels[] = "aeiou";
+    auto v = static_cast<std::uint32_t>(id);
+    if (!text.empty()) text.push_back(' ');
+    do {
+      text.push_back(kConsonants[v % 14]);
+      v /= 14;
+      text.push_back(kVowels[v % 5]);
+      v /= 5;
+    } while (v != 0);
+  }
+  return text;
+}
+
+std::string parse_openai_target_spec(const std::string& spec) {
+  std::string url = spec;
+  if (url.rfind("openai:", 0) == 0) url = url.substr(7);
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+    throw std::invalid_argument(fmt::format(
+        "target '{}': expected openai:http://HOST:PORT or openai:https://HOST[/v1]", spec));
+  }
+  return url;
+}
+
+namespace {
+
+void global_curl_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_ALL); });
+}
+
+std::string endpoint_base(std::string url) {
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.size() < 3 || url.compare(url.size() - 3, 3, "/v1") != 0) url += "/v1";
+  return url;
+}
+
+const char* role_name(Role role) {
+  switch (role) {
+    case Role::kSystem:
+      return "system";
+    case Role::kAssistant:
+      return "assistant";
+    case Role::kUser:
+      break;
+  }
+  return "user";
+}
+
+// The server's error message from an error body: {"error": {"message": ...}},
+// {"message": ...}, {"detail": ...} or the raw text.
+std::string error_message_from_body(const std::string& body) {
+  const auto doc = nlohmann::json::parse(body, nullptr, false);
+  if (!doc.is_discarded() && doc.is_object()) {
+    if (doc.contains("error")) {
+      const auto& e = doc["error"];
+      if (e.is_object() && e.contains("message") && e["message"].is_string()) {
+        return e["message"].get<std::string>();
+      }
+      if (e.is_string()) return e.get<std::string>();
+    }
+    for (const char* key : {"message", "detail"}) {
+      if (doc.contains(key) && doc[key].is_string()) return doc[key].get<std::string>();
+    }
+  }
+  std::string text = body.substr(0, 512);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+struct Transfer {
+  void* impl = nullptr;  // the owning OpenAiTarget::Impl
+  CURL* easy = nullptr;
+  curl_slist* header_list = nullptr;
+  TargetRequest request;  // kept until the end: the auto prompt format may resend it as text
+  std::string body;
+  bool token_ids = false;
+  SseParser parser;
+  long status = 0;
+  bool first_token = false;
+  bool done_marker = false;
+  Usage usage;
+  std::uint32_t usage_tokens_seen = 0;  // continuous usage: completion tokens accounted so far
+  ErrorClass pending_error = ErrorClass::kNone;
+  std::string pending_message;
+  std::string error_body;
+  std::size_t received = 0;
+  std::uint64_t epoch = 0;  // cancel_all() generation it belongs to
+};
+
+struct OpenAiTarget::Impl {
+  OpenAiTargetOptions options;
+  std::string base;
+  ResponseSink* sink = nullptr;
+  CURLM* multi = nullptr;
+  int epoll_fd = -1;
+  int wake_fd = -1;
+  int timer_fd = -1;
+  std::thread io;
+  std::atomic<bool> quit{false};
+  bool timeout_due = false;
+  std::int64_t batch_ns = 0;  // when epoll last reported readiness
+
+  std::mutex mutex;
+  std::condition_variable cancelled_cv;
+  std::deque<TargetRequest> submitted;
+  std::uint64_t cancel_requested = 0;  // generations, guarded by mutex
+  std::uint64_t cancel_done = 0;
+
+  std::unordered_set<Transfer*> active;
+  std::vector<Transfer*> pool;
+  std::atomic<bool> token_ids_refused{false};
+  bool token_ids_accepted =
+      false;  // a token-id prompt got 200: a later 400 is about something else
+  std::atomic<std::uint64_t> chunks{0};
+  std::atomic<std::uint64_t> bytes{0};
+  std::atomic<std::uint64_t> in_flight{0};
+
+  explicit Impl(OpenAiTargetOptions o) : options(std::move(o)), base(endpoint_base(options.url)) {
+    if (!options.detokenize) options.detokenize = synthetic_text;
+  }
+
+  // ---- wire format -------------------------------------------------------
+  bool use_chat(const TargetRequest& r) const {
+    if (options.api == ApiKind::kChat) return true;
+    if (options.api == ApiKind::kCompletions) return false;
+    if (r.turn > 0) return true;
+    for (const auto& m : r.messages) {
+      if (m.role == Role::kAssistant) return true;
+    }
+    return false;
+  }
+
+  std::string message_text(const Message& m) const {
+    return m.has_tokens() ? options.detokenize(m.tokens) : m.text;
+  }
+
+  Wire encode(const TargetRequest& r, bool allow_token_ids) const {
+    Wire wire;
+    wire.chat = use_chat(r);
+    nlohmann::json body = nlohmann::json::object();
+    body["model"] = options.model;
+    if (wire.chat) {
+      wire.url = base + "/chat/completions";
+      auto messages = nlohmann::json::array();
+      for (const auto& m : r.messages) {
+        messages.push_back({{"role", role_name(m.role)}, {"content", message_text(m)}});
+      }
+      body["messages"] = std::move(messages);
+    } else {
+      wire.url = base + "/completions";
+      bool all_tokens = true;
+      for (const auto& m : r.messages) all_tokens = all_tokens && m.has_tokens();
+      wire.token_ids = allow_token_ids && all_tokens &&
+                       options.prompt_format != PromptFormat::kText &&
+                       !(options.prompt_format == PromptFormat::kAuto && token_ids_refused.load());
+      if (wire.token_ids) {
+        std::vector<std::int32_t> ids;
+        for (const auto& m : r.messages) ids.insert(ids.end(), m.tokens.begin(), m.tokens.end());
+        body["prompt"] = std::move(ids);
+      } else {
+        std::string text;
+        for (const auto& m : r.messages) {
+          if (!text.empty()) text.push_back('\n');
+          text += message_text(m);
+        }
+        body["prompt"] = std::move(text);
+      }
+    }
+    body["max_tokens"] = r.max_output_tokens;
+    body["stream"] = true;
+    if (options.include_usage || options.continuous_usage_stats) {
+      body["stream_options"] = {{"include_usage", true}};
+      if (options.continuous_usage_stats) body["stream_options"]["continuous_usage_stats"] = true;
+    }
+    if (options.send_ignore_eos && r.ignore_eos) {
+      body["ignore_eos"] = true;
+      body["min_tokens"] = r.max_output_tokens;
+    }
+    if (options.extra_body.is_object()) {
+      for (const auto& [key, value] : options.extra_body.items()) body[key] = value;
+    }
+    wire.body = body.dump();
+    return wire;
+  }
+
+  // ---- I/O thread ----------------------------------------------------------
+  void open() {
+    global_curl_init();
+    multi = curl_multi_init();
+    epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (multi == nullptr || epoll_fd < 0 || wake_fd < 0 || timer_fd < 0) {
+      throw std::runtime_error(
+          "openai target: cannot create curl multi, epoll, eventfd or timerfd");
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_fd;
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &ev);
+    ev.data.fd = timer_fd;
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, timer_fd, &ev);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 4096L);
+    if (options.http2) curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  }
+
+  void close_all() {
+    for (Transfer* t : pool) {
+      curl_easy_cleanup(t->easy);
+      delete t;
+    }
+    pool.clear();
+    if (multi != nullptr) curl_multi_cleanup(multi);
+    for (int fd : {epoll_fd, wake_fd, timer_fd}) {
+      if (fd >= 0) ::close(fd);
+    }
+    multi = nullptr;
+  }
+
+  void wake() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wake_fd, &one, sizeof one);
+  }
+
+  static int on_socket(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
+    auto* self = static_cast<Impl*>(userp);
+    epoll_event ev{};
+    ev.data.fd = s;
+    if (what == CURL_POLL_REMOVE) {
+      if (socketp != nullptr) {
+        epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, s, nullptr);
+        curl_multi_assign(self->multi, s, nullptr);
+      }
+      return 0;
+    }
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    if (socketp == nullptr) {
+      epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, s, &ev);
+      curl_multi_assign(self->multi, s, self);  // any non-null marker: "registered"
+    } else {
+      epoll_ctl(self->epoll_fd, EPOLL_CTL_MOD, s, &ev);
+    }
+    return 0;
+  }
+
+  static int on_timer(CURLM*, long timeout_ms, void* userp) {
+    auto* self = static_cast<Impl*>(userp);
+    itimerspec spec{};
+    if (timeout_ms == 0) {
+      self->timeout_due = true;  // socket_action may not be called from here
+    } else if (timeout_ms > 0) {
+      spec.it_value.tv_sec = timeout_ms / 1000;
+      spec.it_value.tv_nsec = (timeout_ms % 1000) * 1'000'000;
+    }
+    timerfd_settime(self->timer_fd, 0, &spec, nullptr);  // zero spec disarms
+    return 0;
+  }
+
+  static int on_prereq(void* clientp, char*, char*, int, int) {
+    auto* t = static_cast<Transfer*>(clientp);
+    static_cast<Impl*>(t->impl)->sink->on_sent(t->request.id, monotonic_ns());
+    return CURL_PREREQFUNC_OK;
+  }
+
+  static size_t on_write(char* data, size_t size, size_t count, void* userp) {
+    auto* t = static_cast<Transfer*>(userp);
+    return static_cast<Impl*>(t->impl)->receive(*t, std::string_view(data, size * count))
+               ? size * count
+               : 0;
+  }
+
+  // Returns false to abort the transfer (its error class is already set).
+  bool receive(Transfer& t, std::string_view bytes_in) {
+    const std::int64_t now = batch_ns;
+    t.received += bytes_in.size();
+    bytes.fetch_add(bytes_in.size(), std::memory_order_relaxed);
+    if (t.received > options.max_response_bytes) {
+      t.pending_error = ErrorClass::kOversized;
+      t.pending_message = fmt::format("response exceeded {} bytes", options.max_response_bytes);
+      return false;
+    }
+    if (t.status == 0) curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &t.status);
+    if (t.status == 200 && t.token_ids) token_ids_accepted = true;
+    if (t.status != 200) {
+      const std::size_t room = options.max_error_body_bytes -
+                               std::min(options.max_error_body_bytes, t.error_body.size());
+      t.error_body.append(bytes_in.substr(0, room));
+      return true;
+    }
+    const auto status =
+        t.parser.feed(bytes_in, [&](std::string_view data) { return on_event(t, data, now); });
+    if (status == SseParser::Status::kOversized) {
+      t.pending_error = ErrorClass::kOversized;
+      t.pending_message = fmt::format("an SSE event exceeded {} bytes", options.max_event_bytes);
+      return false;
+    }
+    return status == SseParser::Status::kOk;
+  }
+
+  bool on_event(Transfer& t, std::string_view data, std::int64_t now) {
+    chunks.fetch_add(1, std::memory_order_relaxed);
+    if (data == "[DONE]") {
+      t.done_marker = true;
+      return true;
+    }
+    if (t.done_marker) return true;  // trailing noise after [DONE] is harmless
+    const auto doc = nlohmann::json::parse(data, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) {
+      t.pending_error = ErrorClass::kMalformedSse;
+      t.pending_message =
+          fmt::format("SSE data is not a JSON object: '{}'", std::string(data.substr(0, 80)));
+      return false;
+    }
+    if (auto e = doc.find("error"); e != doc.end() && !e->is_null()) {
+      t.pending_error = ErrorClass::kOther;
+      t.pending_message = "error event in stream: " + error_message_from_body(std::string(data));
+      return false;
+    }
+    std::uint32_t usage_delta = 0;
+    bool usage_counts = false;
+    if (auto u = doc.find("usage"); u != doc.end() && u->is_object()) {
+      t.usage.reported = true;
+      t.usage.prompt_tokens = u->value("prompt_tokens", 0u);
+      t.usage.completion_tokens = u->value("completion_tokens", 0u);
+      if (auto d = u->find("prompt_tokens_details"); d != u->end() && d->is_object()) {
+        const auto c = d->find("cached_tokens");
+        if (c != d->end() && c->is_number_unsigned())
+          t.usage.cached_tokens = c->get<std::uint32_t>();
+      }
+      if (options.continuous_usage_stats && t.usage.completion_tokens >= t.usage_tokens_seen) {
+        usage_delta = t.usage.completion_tokens - t.usage_tokens_seen;
+        t.usage_tokens_seen = t.usage.completion_tokens;
+        usage_counts = true;
+      }
+    }
+    std::string_view text;
+    const auto choices = doc.find("choices");
+    if (choices != doc.end() && choices->is_array() && !choices->empty()) {
+      const auto& c = (*choices)[0];
+      const nlohmann::json* field = nullptr;
+      if (auto d = c.find("delta"); d != c.end() && d->is_object()) {
+        if (auto x = d->find("content");
+            x != d->end() && x->is_string() && !x->get_ref<const std::string&>().empty()) {
+          field = &*x;
+        } else if (auto r = d->find("reasoning_content"); r != d->end() && r->is_string()) {
+          field = &*r;
+        }
+      } else if (auto x = c.find("text"); x != c.end() && x->is_string()) {
+        field = &*x;
+      }
+      if (field != nullptr) text = field->get_ref<const std::string&>();
+    }
+    std::uint32_t tokens = 0;
+    bool exact = false;
+    if (usage_counts) {
+      tokens = usage_delta;
+      exact = true;
+    } else if (!text.empty()) {
+      if (options.count_tokens) {
+        tokens = options.count_tokens(text);
+        exact = true;
+      } else {
+        tokens = 1;
+      }
+    }
+    if (tokens == 0 && text.empty()) return true;
+    if (!t.first_token) {
+      t.first_token = true;
+      sink->on_first_token(t.request.id, now, tokens, exact, text);
+    } else {
+      sink->on_tokens(t.request.id, now, tokens, exact, text);
+    }
+    return true;
+  }
+
+  Transfer* acquire() {
+    Transfer* t;
+    if (!pool.empty()) {
+      t = pool.back();
+      pool.pop_back();
+      curl_easy_reset(t->easy);
+    } else {
+      t = new Transfer;
+      t->impl = this;
+      t->easy = curl_easy_init();
+    }
+    return t;
+  }
+
+  void release(Transfer* t) {
+    if (t->header_list != nullptr) curl_slist_free_all(t->header_list);
+    CURL* easy = t->easy;
+    *t = Transfer{};
+    t->impl = this;
+    t->easy = easy;
+    pool.push_back(t);
+  }
+
+  void launch(TargetRequest request) {
+    Transfer* t = acquire();
+    t->parser = SseParser(options.max_event_bytes);
+    Wire wire = encode(request, true);
+    t->request = std::move(request);
+    t->body = std::move(wire.body);
+    t->token_ids = wire.token_ids;
+    t->epoch = cancel_done;
+    CURL* e = t->easy;
+    curl_easy_setopt(e, CURLOPT_URL, wire.url.c_str());
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->body.size()));
+    t->header_list = curl_slist_append(t->header_list, "Content-Type: application/json");
+    t->header_list = curl_slist_append(t->header_list, "Accept: text/event-stream");
+    t->header_list = curl_slist_append(t->header_list, "Expect:");
+    t->header_list = curl_slist_append(
+        t->header_list, fmt::format("X-Request-Id: prism-{}", t->request.id).c_str());
+    if (!options.api_key.empty()) {
+      t->header_list =
+          curl_slist_append(t->header_list, ("Authorization: Bearer " + options.api_key).c_str());
+    }
+    for (const auto& h : options.headers)
+      t->header_list = curl_slist_append(t->header_list, h.c_str());
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, &Impl::on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(options.request_timeout_s * 1000));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(options.connect_timeout_s * 1000));
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, options.verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, options.verify_tls ? 2L : 0L);
+    if (!options.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, options.ca_file.c_str());
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                     options.http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
+    active.insert(t);
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+    curl_multi_add_handle(multi, e);
+  }
+
+  void finish(Transfer* t, CURLcode code) {
+    curl_multi_remove_handle(multi, t->easy);
+    active.erase(t);
+    in_flight.fetch_sub(1, std::memory_order_relaxed);
+    const std::int64_t now = batch_ns;
+    if (t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+    TargetError error;
+    error.http_status = static_cast<int>(t->status);
+    if (t->pending_error != ErrorClass::kNone) {
+      error.error_class = t->pending_error;
+      error.message = t->pending_message;
+    } else if (code == CURLE_OK) {
+      if (t->status != 200) {
+        if (t->token_ids && options.prompt_format == PromptFormat::kAuto &&
+            (t->status == 400 || t->status == 422) && !token_ids_accepted) {
+          // The server refuses token-id prompts: from now on send text, and
+          // resend this request as text (its schedule time is unchanged).
+          token_ids_refused.store(true);
+          TargetRequest again = std::move(t->request);
+          release(t);
+          launch(std::move(again));
+          return;
+        }
+        error.error_class = ErrorClass::kHttpStatus;
+        error.message =
+            fmt::format("HTTP {}: {}", t->status, error_message_from_body(t->error_body));
+      } else if (!t->done_marker) {
+        error.error_class = ErrorClass::kStreamCut;
+        error.message = t->parser.has_partial_event()
+                            ? "stream ended inside an event, before [DONE]"
+                            : "stream ended before [DONE]";
+      } else {
+        sink->on_done(t->request.id, now, t->usage);
+        release(t);
+        return;
+      }
+    } else {
+      switch (code) {
+        case CURLE_OPERATION_TIMEDOUT:
+          error.error_class = ErrorClass::kTimeout;
+          break;
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+          error.error_class = ErrorClass::kConnect;
+          break;
+        case CURLE_PARTIAL_FILE:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_HTTP2_STREAM:
+        case CURLE_HTTP2:
+          error.error_class =
+              t->status == 0 || t->status == 200 ? ErrorClass::kStreamCut : ErrorClass::kHttpStatus;
+          break;
+        case CURLE_SEND_ERROR:
+          error.error_class = t->status == 0 ? ErrorClass::kConnect : ErrorClass::kStreamCut;
+          break;
+        default:
+          error.error_class = ErrorClass::kOther;
+          break;
+      }
+      error.message = curl_easy_strerror(code);
+      if (code == CURLE_OPERATION_TIMEDOUT) {
+        error.message = fmt::format("no complete response within {} s", options.request_timeout_s);
+      }
+    }
+    sink->on_error(t->request.id, now, t->usage, error);
+    release(t);
+  }
+
+  void cancel_active() {
+    const std::int64_t now = monotonic_ns();
+    std::vector<Transfer*> victims(active.begin(), active.end());
+    for (Transfer* t : victims) {
+      curl_multi_remove_handle(multi, t->easy);
+      active.erase(t);
+      in_flight.fetch_sub(1, std::memory_order_relaxed);
+      TargetError error;
+      error.cancelled = true;
+      error.error_class = ErrorClass::kOther;
+      error.message = "cancelled";
+      error.http_status = static_cast<int>(t->status);
+      sink->on_error(t->request.id, now, t->usage, error);
+      release(t);
+    }
+  }
+
+  void drain_done() {
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      Transfer* t = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+      const CURLcode code = msg->data.result;
+      finish(t, code);
+    }
+  }
+
+  void take_submissions() {
+    std::deque<TargetRequest> batch;
+    bool cancel = false;
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(mutex);
+      batch.swap(submitted);
+      cancel = cancel_requested > cancel_done;
+      generation = cancel_requested;
+    }
+    if (cancel) {
+      cancel_active();
+      {
+        std::lock_guard lock(mutex);
+        cancel_done = generation;
+      }
+      cancelled_cv.notify_all();
+    }
+    for (auto& r : batch) launch(std::move(r));
+  }
+
+  void loop() {
+    minimize_timer_slack();
+    std::vector<epoll_event> events(512);
+    int running = 0;
+    while (!quit.load(std::memory_order_relaxed)) {
+      const int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()),
+                               timeout_due ? 0 : 200);
+      batch_ns = monotonic_ns();
+      if (timeout_due) {
+        timeout_due = false;
+        curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+      }
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[static_cast<std::size_t>(i)].data.fd;
+        const std::uint32_t ev = events[static_cast<std::size_t>(i)].events;
+        if (fd == wake_fd) {
+          std::uint64_t value;
+          [[maybe_unused]] const auto r = ::read(wake_fd, &value, sizeof value);
+          take_submissions();
+        } else if (fd == timer_fd) {
+          std::uint64_t expirations;
+          [[maybe_unused]] const auto r = ::read(timer_fd, &expirations, sizeof expirations);
+          curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        } else {
+          int flags = 0;
+          if (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) flags |= CURL_CSELECT_IN;
+          if (ev & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+          if (ev & EPOLLERR) flags |= CURL_CSELECT_ERR;
+          curl_multi_socket_action(multi, fd, flags, &running);
+        }
+        drain_done();
+      }
+      drain_done();
+    }
+    cancel_active();
+    {
+      std::lock_guard lock(mutex);
+      cancel_done = cancel_requested;
+      // Requests submitted but never launched still owe the sink an answer.
+      for (const auto& r : submitted) {
+        TargetError error;
+        error.cancelled = true;
+        error.message = "cancelled: target shut down";
+        sink->on_error(r.id, monotonic_ns(), Usage{}, error);
+      }
+      submitted.clear();
+    }
+    cancelled_cv.notify_all();
+  }
+};
+
+OpenAiTarget::OpenAiTarget(OpenAiTargetOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+OpenAiTarget::~OpenAiTarget() {
+  if (impl_->io.joinable()) {
+    impl_->quit.store(true);
+    impl_->wake();
+    impl_->io.join();
+  }
+  impl_->close_all();
+}
+
+void OpenAiTarget::start(ResponseSink& sink) {
+  if (impl_->io.joinable()) throw std::logic_error("OpenAiTarget::start called twice");
+  impl_->sink = &sink;
+  raise_open_file_limit();
+  impl_->open();
+  impl_->io = std::thread([this] { impl_->loop(); });
+}
+
+void OpenAiTarget::submit(TargetRequest request) {
+  if (!impl_->io.joinable()) throw std::logic_error("OpenAiTarget::submit before start");
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->submitted.push_back(std::move(request));
+  }
+  impl_->wake();
+}
+
+void OpenAiTarget::cancel_all() {
+  if (!impl_->io.joinable()) return;
+  std::unique_lock lock(impl_->mutex);
+  const std::uint64_t generation = ++impl_->cancel_requested;
+  // Requests not yet launched are cancelled too: move them to the I/O thread
+  // first so that every one ends through the same path.
+  lock.unlock();
+  impl_->wake();
+  lock.lock();
+  impl_->cancelled_cv.wait(lock, [&] { return impl_->cancel_done >= generation; });
+}
+
+nlohmann::json OpenAiTarget::description() const {
+  const auto& o = impl_->options;
+  const char* api = o.api == ApiKind::kChat          ? "chat"
+                    : o.api == ApiKind::kCompletions ? "completions"
+                                                     : "auto";
+  const char* prompt = o.prompt_format == PromptFormat::kText       ? "text"
+                       : o.prompt_format == PromptFormat::kTokenIds ? "token_ids"
+                                                                    : "auto";
+  return {{"kind", "openai"},
+          {"url", o.url},
+          {"model", o.model},
+          {"api", api},
+          {"prompt_format", prompt},
+          {"ignore_eos", o.send_ignore_eos},
+          {"continuous_usage_stats", o.continuous_usage_stats},
+          {"http2", o.http2},
+          {"token_ids_refused", impl_->token_ids_refused.load()}};
+}
+
+OpenAiTarget::Wire OpenAiTarget::encode(const TargetRequest& request) const {
+  return impl_->encode(request, true);
+}
+
+OpenAiTarget::Stats OpenAiTarget::stats() const {
+  Stats s;
+  s.chunks = impl_->chunks.load();
+  s.bytes = impl_->bytes.load();
+  s.in_flight = impl_->in_flight.load();
+  s.token_ids_refused = impl_->token_ids_refused.load();
+  if (impl_->io.joinable()) {
+    clockid_t clock;
+    timespec ts{};
+    if (pthread_getcpuclockid(impl_->io.native_handle(), &clock) == 0 &&
+        clock_gettime(clock, &ts) == 0) {
+      s.io_thread_cpu_s = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+    }
+  }
+  return s;
+}
+
+}  // namespace prism::harness

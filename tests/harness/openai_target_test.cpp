@@ -1,0 +1,292 @@
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "harness_test_support.h"
+#include "prism/harness/load_generator.h"
+#include "prism/harness/mock_server.h"
+#include "prism/harness/openai_target.h"
+
+using prism::harness::LoadOptions;
+using prism::harness::MockServer;
+using prism::harness::MockServerOptions;
+using prism::harness::OpenAiTarget;
+using prism::harness::OpenAiTargetOptions;
+using prism::results::ErrorClass;
+using prism::results::Observation;
+using prism::results::RequestStatus;
+
+namespace {
+
+OpenAiTargetOptions target_for(const MockServer& server) {
+  OpenAiTargetOptions o;
+  o.url = server.url();
+  o.model = "prism-mock";
+  o.request_timeout_s = 5;
+  return o;
+}
+
+std::vector<Observation> run(OpenAiTargetOptions options, std::size_t requests,
+                             std::uint32_t tokens) {
+  OpenAiTarget target(std::move(options));
+  const auto w = prism::test::open_loop_workload(requests, 0.0, tokens);
+  return prism::harness::run_load(w, target, LoadOptions{}).observations;
+}
+
+Observation one_with_fault(const std::string& fault, MockServerOptions mock = {},
+                           OpenAiTargetOptions tweak = {}) {
+  MockServer server(mock);
+  server.start();
+  auto options = target_for(server);
+  options.headers.push_back("X-Mock-Fault: " + fault);
+  if (tweak.request_timeout_s != OpenAiTargetOptions{}.request_timeout_s) {
+    options.request_timeout_s = tweak.request_timeout_s;
+  }
+  options.max_event_bytes = tweak.max_event_bytes;
+  options.max_response_bytes = tweak.max_response_bytes;
+  const auto obs = run(options, 1, 8);
+  REQUIRE(obs.size() == 1);
+  return obs.front();
+}
+
+std::uint16_t closed_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "Streamed tokens are stamped when they arrive, after the mock sent them and before the next") {
+  MockServerOptions mock;
+  mock.ttft_ms = 20;
+  mock.itl_ms = 100;
+  MockServer server(mock);
+  server.start();
+  OpenAiTarget target(target_for(server));
+  const auto w = prism::test::open_loop_workload(2, 0.0, 3);
+  const auto result = prism::harness::run_load(w, target, LoadOptions{});
+  REQUIRE(result.observations.size() == 2);
+  std::map<std::string, prism::harness::MockRecord> truth;
+  for (const auto& r : server.records()) truth[r.request_id] = r;
+  for (const auto& o : result.observations) {
+    REQUIRE(o.status == RequestStatus::kOk);
+    REQUIRE(o.completion_tokens == 3);
+    REQUIRE(o.prompt_tokens == 8);
+    REQUIRE(o.token_times_s.size() == 3);
+    const auto& r = truth.at("prism-" + std::to_string(o.request_id));
+    REQUIRE(r.chunk_sent_ns.size() == 3);
+    REQUIRE(r.completed);
+    for (std::size_t i = 0; i < 3; ++i) {
+      const auto arrived = result.origin_ns + static_cast<std::int64_t>(o.token_times_s[i] * 1e9);
+      REQUIRE(arrived >= r.chunk_sent_ns[i] - 1000);  // 1 us of rounding in the seconds
+      if (i + 1 < 3) REQUIRE(arrived < r.chunk_sent_ns[i + 1]);
+    }
+  }
+}
+
+TEST_CASE("Chunks carrying several tokens are attributed from the reported usage") {
+  MockServerOptions mock;
+  mock.ttft_ms = 1;
+  mock.itl_ms = 20;  // chunks 60 ms apart: distinct arrival times even on a busy machine
+  mock.tokens_per_chunk = 3;
+  MockServer server(mock);
+  server.start();
+  const auto obs = run(target_for(server), 1, 7);
+  REQUIRE(obs.size() == 1);
+  const auto& t = obs.front().token_times_s;
+  REQUIRE(obs.front().completion_tokens == 7);
+  REQUIRE(t.size() == 7);
+  REQUIRE(t[0] == t[2]);
+  REQUIRE(t[3] == t[5]);
+  REQUIRE(t[2] < t[3]);
+  REQUIRE(t[5] < t[6]);
+}
+
+TEST_CASE("Per-chunk usage gives exact token counts per chunk") {
+  MockServerOptions mock;
+  mock.ttft_ms = 1;
+  mock.itl_ms = 20;
+  mock.tokens_per_chunk = 4;
+  MockServer server(mock);
+  server.start();
+  auto options = target_for(server);
+  options.continuous_usage_stats = true;
+  const auto obs = run(options, 1, 6);
+  REQUIRE(obs.front().token_times_s.size() == 6);
+  REQUIRE(obs.front().token_times_s[0] == obs.front().token_times_s[3]);
+  REQUIRE(obs.front().token_times_s[3] < obs.front().token_times_s[4]);
+}
+
+TEST_CASE("Completions requests carry token ids, ignore_eos, min_tokens and stream options") {
+  OpenAiTargetOptions o;
+  o.url = "http://127.0.0.1:1/v1/";
+  o.model = "m";
+  o.api_key = "secret";
+  o.extra_body = {{"temperature", 0}};
+  OpenAiTarget target(o);
+  prism::harness::TargetRequest r;
+  r.messages.push_back({prism::harness::Role::kUser, {1, 2, 3}, {}});
+  r.max_output_tokens = 5;
+  const auto wire = target.encode(r);
+  REQUIRE(wire.url == "http://127.0.0.1:1/v1/completions");
+  REQUIRE(wire.token_ids);
+  const auto body = nlohmann::json::parse(wire.body);
+  REQUIRE(body["prompt"] == nlohmann::json({1, 2, 3}));
+  REQUIRE(body["max_tokens"] == 5);
+  REQUIRE(body["min_tokens"] == 5);
+  REQUIRE(body["ignore_eos"] == true);
+  REQUIRE(body["stream"] == true);
+  REQUIRE(body["stream_options"]["include_usage"] == true);
+  REQUIRE(body["temperature"] == 0);
+}
+
+TEST_CASE("Multi-turn requests go to chat completions as messages with the replies as text") {
+  OpenAiTargetOptions o;
+  o.url = "http://127.0.0.1:1";
+  o.model = "m";
+  o.send_ignore_eos = false;
+  OpenAiTarget target(o);
+  prism::harness::TargetRequest r;
+  r.turn = 1;
+  r.messages.push_back({prism::harness::Role::kSystem, {7}, {}});
+  r.messages.push_back({prism::harness::Role::kUser, {8, 9}, {}});
+  r.messages.push_back({prism::harness::Role::kAssistant, {}, "the reply"});
+  r.messages.push_back({prism::harness::Role::kUser, {10}, {}});
+  const auto wire = target.encode(r);
+  REQUIRE(wire.url == "http://127.0.0.1:1/v1/chat/completions");
+  const auto body = nlohmann::json::parse(wire.body);
+  REQUIRE(body["messages"].size() == 4);
+  REQUIRE(body["messages"][0]["role"] == "system");
+  REQUIRE(body["messages"][2]["role"] == "assistant");
+  REQUIRE(body["messages"][2]["content"] == "the reply");
+  REQUIRE(body["messages"][3]["content"] ==
+          prism::harness::synthetic_text(std::vector<std::int32_t>{10}));
+  REQUIRE_FALSE(body.contains("ignore_eos"));
+}
+
+TEST_CASE("A server that refuses token-id prompts is sent text from then on, and nothing fails") {
+  MockServerOptions mock;
+  mock.accept_token_ids = false;
+  mock.ttft_ms = 1;
+  mock.itl_ms = 1;
+  MockServer server(mock);
+  server.start();
+  OpenAiTarget target(target_for(server));
+  const auto w = prism::test::open_loop_workload(3, 0.0, 2);
+  const auto result = prism::harness::run_load(w, target, LoadOptions{});
+  for (const auto& o : result.observations) REQUIRE(o.status == RequestStatus::kOk);
+  REQUIRE(target.stats().token_ids_refused);
+  REQUIRE(target.description()["token_ids_refused"] == true);
+}
+
+TEST_CASE("Target spec parsing accepts openai:URL and names what is wrong otherwise") {
+  REQUIRE(prism::harness::parse_openai_target_spec("openai:http://h:1") == "http://h:1");
+  REQUIRE(prism::harness::parse_openai_target_spec("https://h/v1") == "https://h/v1");
+  REQUIRE_THROWS_WITH(prism::harness::parse_openai_target_spec("vllm:h:1"),
+                      Catch::Contains("vllm:h:1"));
+}
+
+TEST_CASE("A server that is down is a connect error") {
+  OpenAiTargetOptions o;
+  o.url = "http://127.0.0.1:" + std::to_string(closed_port());
+  o.model = "m";
+  OpenAiTarget target(o);
+  const auto w = prism::test::open_loop_workload(2, 0.0, 2);
+  const auto result = prism::harness::run_load(w, target, LoadOptions{});
+  REQUIRE(result.observations.size() == 2);
+  for (const auto& o2 : result.observations) {
+    REQUIRE(o2.status == RequestStatus::kError);
+    REQUIRE(o2.error == ErrorClass::kConnect);
+  }
+}
+
+TEST_CASE("An HTTP error status is recorded with the server's message from the body") {
+  MockServerOptions mock;
+  mock.error_status = 503;
+  const auto o = one_with_fault("error", mock);
+  REQUIRE(o.status == RequestStatus::kError);
+  REQUIRE(o.error == ErrorClass::kHttpStatus);
+  REQUIRE(o.http_status == 503);
+  REQUIRE_THAT(o.error_message, Catch::Contains("mock: injected HTTP 503"));
+}
+
+TEST_CASE("Malformed SSE data is a malformed_sse error") {
+  const auto o = one_with_fault("malformed");
+  REQUIRE(o.error == ErrorClass::kMalformedSse);
+  REQUIRE_THAT(o.error_message, Catch::Contains("not a JSON object"));
+}
+
+TEST_CASE("A stream cut mid-response is a stream_cut error that keeps the tokens received") {
+  const auto o = one_with_fault("cut");
+  REQUIRE(o.error == ErrorClass::kStreamCut);
+  REQUIRE(o.token_times_s.size() == 4);  // the mock cuts after half of 8
+}
+
+TEST_CASE("A stalled stream ends at the per-request timeout as a timeout error") {
+  OpenAiTargetOptions tweak;
+  tweak.request_timeout_s = 0.3;
+  const auto o = one_with_fault("stall", {}, tweak);
+  REQUIRE(o.error == ErrorClass::kTimeout);
+  REQUIRE(o.token_times_s.size() == 4);
+}
+
+TEST_CASE("An endless SSE line is an oversized error, not unbounded memory") {
+  MockServerOptions mock;
+  mock.oversized_bytes = std::size_t{2} << 20;
+  OpenAiTargetOptions tweak;
+  tweak.max_event_bytes = 64 << 10;
+  const auto o = one_with_fault("oversized", mock, tweak);
+  REQUIRE(o.error == ErrorClass::kOversized);
+}
+
+TEST_CASE("A response larger than the byte limit is an oversized error") {
+  OpenAiTargetOptions tweak;
+  tweak.max_response_bytes = 600;
+  const auto o = one_with_fault("none", {}, tweak);
+  REQUIRE(o.error == ErrorClass::kOversized);
+}
+
+TEST_CASE("Slow headers delay the first token but are not an error") {
+  MockServerOptions mock;
+  mock.slow_header_ms = 150;
+  mock.ttft_ms = 1;
+  const auto o = one_with_fault("slow-headers", mock);
+  REQUIRE(o.status == RequestStatus::kOk);
+  REQUIRE(o.token_times_s.front() - o.scheduled_s >= 0.15);
+}
+
+TEST_CASE("With random faults the run goes on and every request is accounted for") {
+  MockServerOptions mock;
+  mock.ttft_ms = 2;
+  mock.itl_ms = 1;
+  mock.error_rate = 0.25;
+  mock.cut_rate = 0.25;
+  mock.malformed_rate = 0.2;
+  mock.seed = 3;
+  MockServer server(mock);
+  server.start();
+  const auto obs = run(target_for(server), 40, 6);
+  REQUIRE(obs.size() == 40);
+  std::map<ErrorClass, int> classes;
+  for (const auto& o : obs) ++classes[o.error];
+  REQUIRE(classes[ErrorClass::kNone] > 0);
+  REQUIRE(classes[ErrorClass::kHttpStatus] > 0);
+  REQUIRE(classes[ErrorClass::kStreamCut] > 0);
+  REQUIRE(classes[ErrorClass::kMalformedSse] > 0);
+  REQUIRE(classes[ErrorClass::kNone] + classes[ErrorClass::kHttpStatus] +
+              classes[ErrorClass::kStreamCut] + classes[ErrorClass::kMalformedSse] ==
+          40);
+}
