@@ -13,6 +13,8 @@ inline constexpr int kExitFailure = 1;  // the command ran and found a problem (
 inline constexpr int kExitUsage = 2;    // bad command line
 
 void add_doctor_command(CLI::App& app, int& exit_code);
+void add_run_command(CLI::App& app, int& exit_code);
+void add_serve_mock_command(CLI::App& app, int& exit_code);
 void add_workload_command(CLI::App& app, int& exit_code);  // workloads (issue 3)
 void add_trace_command(CLI::App& app, int& exit_code);
 void add_attach_command(CLI::App& app, int& exit_code);

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
 
   int exit_code = prism::cli::kExitOk;
   prism::cli::add_doctor_command(app, exit_code);
+  prism::cli::add_run_command(app, exit_code);
+  prism::cli::add_serve_mock_command(app, exit_code);
   prism::cli::add_workload_command(app, exit_code);
   prism::cli::add_trace_command(app, exit_code);
   prism::cli::add_attach_command(app, exit_code);
