@@ -97,15 +97,36 @@ std::atomic<std::uint64_t> next_serial{1};
 
 // Pieces that needed merging, per thread and per tokenizer instance (keyed
 // by a serial, never by address, so a new tokenizer never sees stale ids).
+// Keys and ids live in arenas: no allocation per cached piece.
 struct PieceCache {
-  std::unordered_map<std::string, std::vector<std::int32_t>> map;
+  BytesMap index;                      // piece -> entry number
+  std::vector<std::uint32_t> offsets;  // entry -> start in ids; one extra at the end
+  std::vector<std::int32_t> ids;
+
+  PieceCache() { clear(); }
+  void clear() {
+    index = BytesMap();
+    index.reserve(1 << 12);
+    offsets.assign(1, 0);
+    ids.clear();
+  }
+  void add(std::string_view piece, const std::vector<std::int32_t>& parts) {
+    if (offsets.size() > (1u << 20)) clear();  // bound memory on endless novel text
+    index.insert(piece, static_cast<std::int32_t>(offsets.size() - 1));
+    ids.insert(ids.end(), parts.begin(), parts.end());
+    offsets.push_back(static_cast<std::uint32_t>(ids.size()));
+  }
 };
 
 PieceCache& piece_cache(std::uint64_t serial) {
   thread_local std::unordered_map<std::uint64_t, PieceCache> caches;
-  PieceCache& c = caches[serial];
-  if (c.map.size() > (1u << 18)) c.map.clear();  // bound memory on endless novel text
-  return c;
+  thread_local std::uint64_t last_serial = 0;
+  thread_local PieceCache* last = nullptr;
+  if (serial != last_serial || last == nullptr) {
+    last = &caches[serial];
+    last_serial = serial;
+  }
+  return *last;
 }
 
 constexpr std::size_t kHeapThreshold = 24;  // pieces longer than this merge with a heap
@@ -122,21 +143,37 @@ void BpeTokenizer::merge(std::string_view piece, std::vector<std::int32_t>& part
   parts.clear();
   for (unsigned char b : piece) parts.push_back(v_.byte_id[b]);
   if (parts.size() <= kHeapThreshold) {
-    // Short pieces: rescan for the lowest rank (leftmost on ties).
-    while (parts.size() > 1) {
-      std::uint32_t best = UINT32_MAX, rank = 0;
-      std::int32_t best_merged = 0, merged = 0;
-      std::size_t at = 0;
-      for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-        if (v_.merges.find(parts[i], parts[i + 1], rank, merged) && rank < best) {
-          best = rank;
-          best_merged = merged;
-          at = i;
-        }
+    // Short pieces: keep the rank of each adjacent pair; after a merge only
+    // the two pairs around it change (leftmost lowest rank first).
+    std::uint32_t ranks[kHeapThreshold];
+    std::int32_t merged_ids[kHeapThreshold];
+    auto lookup = [&](std::size_t i) {
+      std::uint32_t r;
+      std::int32_t m;
+      if (i + 1 < parts.size() && v_.merges.find(parts[i], parts[i + 1], r, m)) {
+        ranks[i] = r;
+        merged_ids[i] = m;
+      } else {
+        ranks[i] = UINT32_MAX;
       }
+    };
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) lookup(i);
+    while (parts.size() > 1) {
+      std::uint32_t best = UINT32_MAX;
+      std::size_t at = 0;
+      for (std::size_t i = 0; i + 1 < parts.size(); ++i)
+        if (ranks[i] < best) best = ranks[i], at = i;
       if (best == UINT32_MAX) break;
-      parts[at] = best_merged;
-      parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+      parts[at] = merged_ids[at];
+      const std::size_t n = parts.size();
+      for (std::size_t i = at + 1; i + 1 < n; ++i) {
+        parts[i] = parts[i + 1];
+        ranks[i] = ranks[i + 1];
+        merged_ids[i] = merged_ids[i + 1];
+      }
+      parts.pop_back();
+      if (at > 0) lookup(at - 1);
+      lookup(at);
     }
     return;
   }
@@ -196,13 +233,15 @@ void BpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t
     return;
   }
   PieceCache& cache = piece_cache(serial_);
-  auto it = cache.map.find(std::string(piece));
-  if (it == cache.map.end()) {
-    std::vector<std::int32_t> parts;
-    merge(piece, parts);
-    it = cache.map.emplace(std::string(piece), std::move(parts)).first;
+  if (const std::int32_t* entry = cache.index.find(piece)) {
+    out.insert(out.end(), cache.ids.begin() + cache.offsets[*entry],
+               cache.ids.begin() + cache.offsets[*entry + 1]);
+    return;
   }
-  out.insert(out.end(), it->second.begin(), it->second.end());
+  thread_local std::vector<std::int32_t> parts;
+  merge(piece, parts);
+  cache.add(piece, parts);
+  out.insert(out.end(), parts.begin(), parts.end());
 }
 
 void BpeTokenizer::encode_ordinary(std::string_view text, std::vector<std::int32_t>& out) const {
