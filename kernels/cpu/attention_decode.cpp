@@ -86,7 +86,8 @@ void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionF
 
   parallel_for(static_cast<std::int64_t>(parts.size()), [&](std::int64_t i) {
     thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<std::size_t>(group) * (d + 128) + 256);
+    scratch.resize(static_cast<std::size_t>(group) * 64 + 2 * 64 * static_cast<std::size_t>(d) +
+                   256);
     const Partition& p = parts[static_cast<std::size_t>(i)];
     float* st = partial.data() + static_cast<std::size_t>(i) * state;
     DecodeWork w;

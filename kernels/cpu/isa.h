@@ -61,7 +61,7 @@ struct DecodeWork {
   float* m = nullptr;
   float* l = nullptr;
   float* o = nullptr;
-  float* scratch = nullptr;  // >= g * (d + 64) floats
+  float* scratch = nullptr;  // >= g * 64 + 2 * 64 * d floats
 };
 
 struct IsaTable {
