@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "prism/harness/clock.h"
+#include "prism/harness/engine_target.h"
 #include "prism/harness/runner.h"
 #include "prism/workloads/workload_json.h"
 
@@ -97,10 +98,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand("run",
                                      "Run a workload against an OpenAI-compatible server and "
                                      "measure TTFT, TPOT, ITL, E2E, throughput and goodput");
-  cmd->add_option("--target", o->target,
-                  "openai:http://HOST:PORT (or https://..., with or without /v1)")
-      ->required();
-  cmd->add_option("--model", o->model, "Model name sent in every request")->required();
+  o->target = "engine:small";
+  cmd->add_option(
+         "--target", o->target,
+         "openai:http://HOST:PORT (or https://..., with or without /v1), or engine[:MODEL] for "
+         "the in-process reference engine")
+      ->capture_default_str();
+  cmd->add_option("--model", o->model, "Model name sent in every request (required for openai:)");
   cmd->add_option("--workload", o->workload, "Workload spec file (JSON, see workloads/README.md)")
       ->required();
   cmd->add_option("--rate", o->rate, "Open loop: Poisson session starts at R per second")
@@ -140,8 +144,16 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
   cmd->callback([o, &exit_code] {
     harness::RunSpec spec;
+    const bool engine = o->target == "engine" || o->target.rfind("engine:", 0) == 0;
     try {
-      spec.target.url = harness::parse_openai_target_spec(o->target);
+      if (engine) {
+        const std::string model = o->target.size() > 7 ? o->target.substr(7) : "small";
+        spec.make_target = [model] { return harness::make_engine_target(model); };
+      } else {
+        spec.target.url = harness::parse_openai_target_spec(o->target);
+        if (o->model.empty())
+          throw std::invalid_argument("--model is required with an openai: target");
+      }
       if (!o->slo.empty()) spec.metrics.slo = harness::parse_slo(o->slo);
       if (!o->extra_body.empty()) {
         spec.target.extra_body = nlohmann::json::parse(o->extra_body);

@@ -55,7 +55,8 @@ RunOutcome execute_run(RunSpec spec) {
   // Text prompts are decoded with the workload's own tokenizer when it is
   // available, so the server re-tokenizes to about the same lengths.
   std::shared_ptr<workloads::Tokenizer> tokenizer;
-  if (spec.use_workload_tokenizer && !spec.target.detokenize && !spec.workload.tokenizer.empty()) {
+  if (spec.use_workload_tokenizer && !spec.make_target && !spec.target.detokenize &&
+      !spec.workload.tokenizer.empty()) {
     try {
       tokenizer = workloads::load_tokenizer(spec.workload.tokenizer);
       spec.target.detokenize = [tokenizer](std::span<const std::int32_t> ids) {
@@ -75,12 +76,13 @@ RunOutcome execute_run(RunSpec spec) {
   run.configuration["warmup_requests"] = spec.load.warmup_requests;
   if (spec.load.max_requests) run.configuration["max_requests"] = *spec.load.max_requests;
   if (spec.load.max_duration_s) run.configuration["max_duration_s"] = *spec.load.max_duration_s;
-  run.configuration["request_timeout_s"] = spec.target.request_timeout_s;
+  if (!spec.make_target) run.configuration["request_timeout_s"] = spec.target.request_timeout_s;
   run.workload = workload_summary(spec.workload, spec.workload_source);
 
-  OpenAiTarget target(spec.target);
-  LoadResult load = run_load(spec.workload, target, spec.load);
-  run.target = target.description();
+  std::unique_ptr<Target> target =
+      spec.make_target ? spec.make_target() : std::make_unique<OpenAiTarget>(spec.target);
+  LoadResult load = run_load(spec.workload, *target, spec.load);
+  run.target = target->description();
   if (!outcome.tokenizer_note.empty()) run.target["prompt_text"] = outcome.tokenizer_note;
   run.complete = load.complete;
   run.incomplete_reason = load.incomplete_reason;

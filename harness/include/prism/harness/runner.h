@@ -4,6 +4,8 @@
 // run was interrupted (then marked incomplete).
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -19,7 +21,9 @@ namespace prism::harness {
 struct RunSpec {
   workloads::Workload workload;
   std::string workload_source;  // the file it came from, for the record
-  OpenAiTargetOptions target;
+  OpenAiTargetOptions target;   // used unless make_target is set
+  // Any other Target (the in-process engine, ...); built once, for this run.
+  std::function<std::unique_ptr<Target>()> make_target;
   LoadOptions load;
   MetricsOptions metrics;
   std::string output_path;           // empty: no file
