@@ -163,6 +163,7 @@ void BM_IdleStreamMemory(benchmark::State& state) {
     OpenAiTargetOptions options;
     options.url = "http://127.0.0.1:" + std::to_string(port);
     options.model = "prism-mock";
+    options.receive_buffer_bytes = state.range(1);
     OpenAiTarget target(options);
     constexpr std::size_t kEarly = 16;
     const auto w = streams_workload(streams, 0.0, 4, 1.0, kEarly);
@@ -208,6 +209,7 @@ BENCHMARK(BM_TimingAccuracy)
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_IdleStreamMemory)->Arg(1000)->Iterations(1)->Unit(benchmark::kMillisecond);
+// {streams, curl receive buffer bytes}
+BENCHMARK(BM_IdleStreamMemory)->Args({1000, 4096})->Args({1000, 16384})->Iterations(1)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -4,11 +4,15 @@
 // (16K-32K) are in the *Long* families, filter with --benchmark_filter.
 #include <benchmark/benchmark.h>
 
+#include <time.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "prism/kernels/attention.h"
@@ -29,6 +33,36 @@ std::vector<float> random_vector(std::size_t n, std::uint32_t seed) {
   for (auto& x : v) x = dist(rng);
   return v;
 }
+
+// Process CPU time next to wall time: on a shared machine the wall-clock rate
+// mixes in other tenants. cpu_util = CPU seconds / (wall seconds x threads);
+// *_per_cpu_s = work per CPU-second of this process x threads, the rate the
+// kernel reaches while it actually has the cores (memory stalls count as CPU).
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+class CpuAccounting {
+ public:
+  CpuAccounting() : cpu0_(process_cpu_seconds()), wall0_(wall_seconds()) {}
+  // work: FLOPs or bytes per iteration; name: the counter ("FLOPS" or "BYTES").
+  void report(benchmark::State& state, double work, const std::string& name) const {
+    const double cpu = process_cpu_seconds() - cpu0_, wall = wall_seconds() - wall0_;
+    const double threads = static_cast<double>(kernel_threads());
+    state.counters[name] = benchmark::Counter(work, benchmark::Counter::kIsIterationInvariantRate);
+    if (cpu <= 0 || wall <= 0) return;
+    state.counters["cpu_util"] = cpu / (wall * threads);
+    state.counters[name + "_per_cpu_s"] =
+        work * static_cast<double>(state.iterations()) / (cpu / threads);
+  }
+
+ private:
+  double cpu0_, wall0_;
+};
 
 // Causal prefill FLOPs: QK^T and PV over the visible (query, key) pairs.
 double causal_pairs(std::int64_t q, std::int64_t kv) {
@@ -52,13 +86,12 @@ void BM_PrefillAttention(benchmark::State& state) {
   a.k = k.data();
   a.v = v.data();
   a.out = out.data();
+  const CpuAccounting acct;
   for (auto _ : state) {
     prefill_attention(a);
     benchmark::ClobberMemory();
   }
-  const double flops = 4.0 * causal_pairs(len, len) * d * hq;
-  state.counters["FLOPS"] =
-      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  acct.report(state, 4.0 * causal_pairs(len, len) * d * hq, "FLOPS");
   state.SetLabel(kernel_isa());
 }
 BENCHMARK(BM_PrefillAttention)
@@ -113,13 +146,12 @@ void BM_DecodeAttention(benchmark::State& state) {
   a.block_table = s.block_table();
   a.q = s.q.data();
   a.out = s.out.data();
+  const CpuAccounting acct;
   for (auto _ : state) {
     decode_attention(a);
     benchmark::ClobberMemory();
   }
-  const double bytes = 2.0 * batch * static_cast<double>(ctx) * hkv * d * sizeof(float);
-  state.counters["BYTES"] =
-      benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  acct.report(state, 2.0 * batch * static_cast<double>(ctx) * hkv * d * sizeof(float), "BYTES");
   state.SetLabel(kernel_isa());
 }
 BENCHMARK(BM_DecodeAttention)
@@ -129,6 +161,242 @@ BENCHMARK(BM_DecodeAttention)
     ->Args({1, 32768, 128, 32, 8})
     ->Args({8, 4096, 128, 32, 8})
     ->Args({1, 16384, 64, 8, 1})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// ---------------------------------------------------------------- peaks ----
+// The roofline's references, measured in the same binary so a comparison is
+// taken under the same conditions: OpenBLAS sgemm (through kernels::gemm) and
+// a STREAM triad over the kernels' own thread pool.
+void BM_SgemmPeak(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  const auto x = random_vector(static_cast<std::size_t>(n) * n, 1), w = random_vector(x.size(), 2);
+  std::vector<float> y(x.size());
+  const CpuAccounting acct;
+  for (auto _ : state) {
+    linear(x.data(), w.data(), y.data(), n, n, n);
+    benchmark::ClobberMemory();
+  }
+  acct.report(state, 2.0 * n * n * static_cast<double>(n), "FLOPS");
+}
+BENCHMARK(BM_SgemmPeak)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_StreamTriad(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0)) << 20;  // doubles per array
+  std::vector<double> a(n), b(n, 1.0), c(n, 2.0);
+  const std::int64_t chunks = 64;
+  const CpuAccounting acct;
+  for (auto _ : state) {
+    parallel_for(chunks, [&](std::int64_t i) {
+      const std::size_t lo = n * i / chunks, hi = n * (i + 1) / chunks;
+      for (std::size_t j = lo; j < hi; ++j) a[j] = b[j] + 3.0 * c[j];
+    });
+    benchmark::ClobberMemory();
+  }
+  acct.report(state, 3.0 * 8.0 * static_cast<double>(n), "BYTES");
+}
+BENCHMARK(BM_StreamTriad)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ------------------------------------------------------- decode variants ----
+void BM_DecodeQuantized(benchmark::State& state) {
+  const int ctx = static_cast<int>(state.range(0));
+  const auto bits = state.range(1) == 8 ? KvQuantBits::int8 : KvQuantBits::int4;
+  const int hq = 32, hkv = 8, d = 128;
+  PagedSetup s(1, ctx, hq, hkv, d);
+  QuantizedKvStorage qkv(s.layout, bits);
+  quantize_kv_pages(s.storage->const_view(), s.block_table(), qkv.view());
+  QuantizedDecodeArgs a;
+  a.heads = {hq, hkv, d, 0.0f};
+  a.cache = &qkv.view();
+  a.block_table = s.block_table();
+  a.q = s.q.data();
+  a.out = s.out.data();
+  const CpuAccounting acct;
+  for (auto _ : state) {
+    decode_attention_quantized(a);
+    benchmark::ClobberMemory();
+  }
+  acct.report(state, static_cast<double>(ctx) * hkv * qkv.view().bytes_per_token_head(), "BYTES");
+}
+BENCHMARK(BM_DecodeQuantized)
+    ->ArgNames({"context", "bits"})
+    ->Args({16384, 8})
+    ->Args({16384, 4})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+void BM_DecodeSinkWindow(benchmark::State& state) {
+  const int ctx = static_cast<int>(state.range(0));
+  PagedSetup s(1, ctx, 32, 8, 128);
+  DecodeAttentionArgs a;
+  a.heads = {32, 8, 128, 0.0f};
+  a.mask.sink_tokens = 16;
+  a.mask.window_tokens = ctx / 8 - 16;
+  a.cache = s.storage->const_view();
+  a.block_table = s.block_table();
+  a.q = s.q.data();
+  a.out = s.out.data();
+  for (auto _ : state) decode_attention(a);
+}
+BENCHMARK(BM_DecodeSinkWindow)
+    ->ArgName("context")
+    ->Arg(32768)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// Quest stages at one context: bounds (per page, amortised), estimate, select, attend.
+void BM_QuestStages(benchmark::State& state) {
+  const int ctx = static_cast<int>(state.range(0)), stage = static_cast<int>(state.range(1));
+  const int hq = 32, hkv = 8, d = 128;
+  PagedSetup s(1, ctx, hq, hkv, d);
+  QuestBounds bounds(s.layout);
+  quest_update_bounds(s.storage->const_view(), s.block_table(), bounds);
+  std::vector<float> scores;
+  quest_page_scores({hq, hkv, d, 0.0f}, s.q.data(), 0, s.block_table(), bounds, scores);
+  PageSelection sel;
+  const int top = ctx / 8 / 16;
+  quest_select_pages(scores, s.block_table(), hkv, top, sel);
+  DecodeAttentionArgs a;
+  a.heads = {hq, hkv, d, 0.0f};
+  a.cache = s.storage->const_view();
+  a.block_table = s.block_table();
+  a.q = s.q.data();
+  a.out = s.out.data();
+  for (auto _ : state) {
+    switch (stage) {
+      case 0:
+        quest_update_bounds(s.storage->const_view(), s.block_table(), bounds);
+        break;
+      case 1:
+        quest_page_scores(a.heads, s.q.data(), 0, s.block_table(), bounds, scores);
+        break;
+      case 2:
+        quest_select_pages(scores, s.block_table(), hkv, top, sel);
+        break;
+      default:
+        decode_attention_pages(a, sel);
+        break;
+    }
+  }
+  static const char* names[] = {"bounds", "estimate", "select", "attend"};
+  state.SetLabel(names[stage]);
+}
+BENCHMARK(BM_QuestStages)
+    ->ArgNames({"context", "stage"})
+    ->Args({32768, 0})
+    ->Args({32768, 1})
+    ->Args({32768, 2})
+    ->Args({32768, 3})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// ------------------------------------------------------- sparse prefill ----
+struct PrefillData {
+  int len, hq, hkv, d;
+  std::vector<float> q, k, v, out;
+  PrefillData(int len_, int hq_, int hkv_, int d_) : len(len_), hq(hq_), hkv(hkv_), d(d_) {
+    q = random_vector(static_cast<std::size_t>(len) * hq * d, 1);
+    k = random_vector(static_cast<std::size_t>(len) * hkv * d, 2);
+    v = random_vector(static_cast<std::size_t>(len) * hkv * d, 3);
+    out.resize(q.size());
+  }
+  SparsePrefillInput input() const {
+    return {{hq, hkv, d, 0.0f}, len, len, q.data(), k.data(), v.data()};
+  }
+};
+
+// stage 0 = estimate, 1 = select, 2 = attend; method 0 = vertical-slash, 1 = block top-k.
+void BM_SparsePrefill(benchmark::State& state) {
+  const int len = static_cast<int>(state.range(0)), method = static_cast<int>(state.range(1));
+  const int stage = static_cast<int>(state.range(2));
+  PrefillData data(len, 4, 1, 128);
+  const auto in = data.input();
+  VerticalSlashConfig vs;
+  vs.vertical_size = vs.slash_size = len / 32;
+  VerticalSlashEstimate vest;
+  FlexPrefillConfig fp;
+  fp.gamma = 0.9f;
+  BlockScores bscores;
+  BlockSparsePattern pattern;
+  const auto estimate = [&] {
+    if (method == 0)
+      vertical_slash_estimate(in, vs, vest);
+    else
+      flexprefill_estimate(in, fp, bscores);
+  };
+  const auto select = [&] {
+    if (method == 0)
+      vertical_slash_select(vest, vs, len, pattern);
+    else
+      flexprefill_select(bscores, fp, len, len, pattern);
+  };
+  estimate();
+  select();
+  for (auto _ : state) {
+    if (stage == 0)
+      estimate();
+    else if (stage == 1)
+      select();
+    else
+      block_sparse_attention(in, pattern, data.out.data());
+  }
+  state.counters["density"] = pattern.density(len, len);
+  static const char* names[] = {"vertical-slash", "block-topk"};
+  static const char* stages[] = {"estimate", "select", "attend"};
+  state.SetLabel(std::string(names[method]) + " " + stages[stage]);
+}
+BENCHMARK(BM_SparsePrefill)
+    ->ArgNames({"tokens", "method", "stage"})
+    ->ArgsProduct({{4096}, {0, 1}, {0, 1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// ----------------------------------------------------------------- ops ----
+void BM_RmsNorm(benchmark::State& state) {
+  const int rows = static_cast<int>(state.range(0)), dim = 4096;
+  const auto x = random_vector(static_cast<std::size_t>(rows) * dim, 1), w = random_vector(dim, 2);
+  std::vector<float> out(x.size());
+  for (auto _ : state) rms_norm(x.data(), w.data(), out.data(), rows, dim, 1e-5f);
+  state.counters["BYTES"] =
+      benchmark::Counter(8.0 * rows * dim, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_RmsNorm)->Arg(1)->Arg(512)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_Rope(benchmark::State& state) {
+  const int tokens = static_cast<int>(state.range(0)), heads = 32, d = 128;
+  auto x = random_vector(static_cast<std::size_t>(tokens) * heads * d, 1);
+  std::vector<std::int32_t> pos(tokens);
+  std::iota(pos.begin(), pos.end(), 0);
+  for (auto _ : state) apply_rope(x.data(), tokens, heads, d, pos, RopeParams{500000.0f});
+  state.counters["BYTES"] =
+      benchmark::Counter(8.0 * tokens * heads * d, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Rope)->Arg(1)->Arg(512)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_SwiGlu(benchmark::State& state) {
+  const int rows = static_cast<int>(state.range(0)), dim = 14336;
+  const auto gu = random_vector(static_cast<std::size_t>(rows) * 2 * dim, 1);
+  std::vector<float> out(static_cast<std::size_t>(rows) * dim);
+  for (auto _ : state) swiglu_fused(gu.data(), out.data(), rows, dim);
+  state.counters["BYTES"] =
+      benchmark::Counter(12.0 * rows * dim, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_SwiGlu)->Arg(1)->Arg(64)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_Gemm(benchmark::State& state) {
+  const int m = static_cast<int>(state.range(0)), n = 4096, k = 4096;
+  const auto x = random_vector(static_cast<std::size_t>(m) * k, 1),
+             w = random_vector(static_cast<std::size_t>(n) * k, 2);
+  std::vector<float> y(static_cast<std::size_t>(m) * n);
+  for (auto _ : state) linear(x.data(), w.data(), y.data(), m, n, k);
+  state.counters["FLOPS"] = benchmark::Counter(2.0 * m * n * static_cast<double>(k),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Gemm)
+    ->ArgName("m")
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(512)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

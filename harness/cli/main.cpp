@@ -14,13 +14,21 @@ int main(int argc, char** argv) {
 
   int exit_code = prism::cli::kExitOk;
   prism::cli::add_doctor_command(app, exit_code);
-  prism::cli::add_run_command(app, exit_code);
-  prism::cli::add_serve_mock_command(app, exit_code);
   prism::cli::add_workload_command(app, exit_code);
+  prism::cli::add_kernels_command(app, exit_code);
   prism::cli::add_trace_command(app, exit_code);
   prism::cli::add_attach_command(app, exit_code);
   prism::cli::add_analyze_command(app, exit_code);
-  prism::cli::add_kernels_command(app, exit_code);
+  prism::cli::add_results_command(app, exit_code);
+  prism::cli::add_table_command(app, exit_code);
+  prism::cli::add_plot_command(app, exit_code);
+  prism::cli::add_report_command(app, exit_code);
+  prism::cli::add_compare_command(app, exit_code);
+  prism::cli::add_baseline_command(app, exit_code);
+  prism::cli::add_run_command(app, exit_code);
+  prism::cli::add_serve_mock_command(app, exit_code);
+  prism::cli::add_serve_command(app, exit_code);
+  prism::cli::add_spikes_command(app, exit_code);
 
   // CLI11 would only say "a subcommand is required": name the unknown one.
   const auto is_known = [&](const char* name) {

@@ -140,6 +140,7 @@ Estimate compute_metric(const RunSamples& samples, const MetricSpec& spec, const
     const auto& values = samples_of(samples, *spec.quantity);
     if (values.empty()) return e;
     if (spec.quantile >= 0.0) {
+      if (samples.sorted) return quantile_with_ci(values, spec.quantile, options);
       std::vector<double> sorted(values);
       std::sort(sorted.begin(), sorted.end());
       return quantile_with_ci(sorted, spec.quantile, options);

@@ -154,9 +154,9 @@ std::optional<Figure> cdf_figure(std::span<const Run> runs, std::span<const RunS
   c.body = std::string(kCommonStyle) +
            fmt::format(
                "set title {}\nset xlabel {}\nset ylabel 'fraction of {}'\n"
-               "set yrange [0:1]\nset key bottom right\n{}",
-               quote(what + " (CDF)"), quote(what + " (ms)"), itl ? "token gaps" : "requests",
-               itl ? "set logscale x\n" : "");
+               // Log x: latency tails are long and a linear axis hides the body.
+               "set yrange [0:1]\nset key bottom right\nset logscale x\n",
+               quote(what + " (CDF)"), quote(what + " (ms)"), itl ? "token gaps" : "requests");
   c.body += "plot ";
   for (std::size_t i = 0; i < plots.size(); ++i) c.body += (i ? ", \\\n     " : "") + plots[i];
   c.body += "\n";

@@ -95,9 +95,11 @@ TableRun RunLoader::table_run(const RunHandle& handle, const std::vector<std::st
       continue;
     }
     if (!samples_cache) {
-      const bool needs_itl = spec.quantity == Quantity::kItl;
+      bool needs_itl = false;
+      for (const auto& m : metrics) needs_itl = needs_itl || m.starts_with("itl.");
       samples_cache = handle.from_store ? store().load_samples(handle.run_id, needs_itl)
                                         : collect_samples(r.observations);
+      sort_samples(*samples_cache);  // once, for every metric of this run
     }
     t.metrics[name] = compute_metric(*samples_cache, spec, slo, options);
   }

@@ -57,6 +57,12 @@ RunSamples collect_samples(std::span<const Observation> observations) {
   return r;
 }
 
+void sort_samples(RunSamples& samples) {
+  for (auto* v : {&samples.ttft_s, &samples.tpot_s, &samples.itl_s, &samples.e2e_s})
+    std::sort(v->begin(), v->end());
+  samples.sorted = true;
+}
+
 const std::vector<double>& samples_of(const RunSamples& samples, Quantity quantity) {
   switch (quantity) {
     case Quantity::kTtft:

@@ -73,6 +73,10 @@ class Statement {
     return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, c))
              : std::string();
   }
+  bool text_equals(int c, const char* expected) const {
+    const auto* p = sqlite3_column_text(stmt_, c);
+    return p != nullptr && std::strcmp(reinterpret_cast<const char*>(p), expected) == 0;
+  }
   std::size_t bytes(int c) const {
     return static_cast<std::size_t>(sqlite3_column_bytes(stmt_, c));
   }
@@ -586,11 +590,26 @@ void Store::remove_run(const std::string& run_id) {
 RunSamples Store::load_samples(const std::string& run_id, bool with_itl) const {
   const long long key = run_key(run_id);
   if (key < 0) throw StoreError(fmt::format("{}: no run '{}' in the store", path_, run_id));
+  // Without ITL, only the blob's length is read (SQLite knows it without the bytes).
   Statement s(db_, path_,
-              "SELECT warmup, status, scheduled_s, completed_s, prompt_tokens, completion_tokens, "
-              "ttft_s, tpot_s, e2e_s, token_times FROM observations WHERE run = ? ORDER BY seq");
+              with_itl ? "SELECT warmup, status, scheduled_s, completed_s, prompt_tokens, "
+                         "completion_tokens, ttft_s, tpot_s, e2e_s, token_times FROM observations "
+                         "WHERE run = ? ORDER BY seq"
+                       : "SELECT warmup, status, scheduled_s, completed_s, prompt_tokens, "
+                         "completion_tokens, ttft_s, tpot_s, e2e_s, length(token_times) FROM "
+                         "observations WHERE run = ? ORDER BY seq");
   s.bind(1, key);
   RunSamples r;
+  {
+    Statement count(db_, path_, "SELECT request_count FROM runs WHERE id = ?");
+    count.bind(1, key);
+    if (count.step()) {
+      const auto n = static_cast<std::size_t>(count.integer(0));
+      for (auto* v : {&r.ttft_s, &r.tpot_s, &r.e2e_s, &r.prompt_tokens, &r.ttft_by_request,
+                      &r.tpot_by_request, &r.e2e_by_request})
+        v->reserve(n);
+    }
+  }
   bool first = true;
   while (s.step()) {
     if (s.integer(0) != 0) continue;  // warmup
@@ -604,7 +623,7 @@ RunSamples Store::load_samples(const std::string& run_id, bool with_itl) const {
     }
     r.first_scheduled_s = std::min(r.first_scheduled_s, scheduled);
     r.last_completed_s = std::max(r.last_completed_s, completed);
-    if (s.text(1) != "ok") {
+    if (!s.text_equals(1, "ok")) {
       ++r.failed;
       continue;
     }
@@ -615,7 +634,8 @@ RunSamples Store::load_samples(const std::string& run_id, bool with_itl) const {
     if (!std::isnan(ttft)) r.ttft_s.push_back(ttft);
     if (!std::isnan(tpot)) r.tpot_s.push_back(tpot);
     if (!std::isnan(e2e)) r.e2e_s.push_back(e2e);
-    const std::size_t token_count = s.bytes(9) / sizeof(double);
+    const std::size_t token_count =
+        (with_itl ? s.bytes(9) : static_cast<std::size_t>(s.integer(9))) / sizeof(double);
     if (with_itl) {
       const std::vector<double> times = s.times(9);
       for (std::size_t i = 1; i < times.size(); ++i) r.itl_s.push_back(times[i] - times[i - 1]);

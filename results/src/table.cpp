@@ -141,8 +141,8 @@ std::string render_markdown(const Table& t) {
     }
     out += "\n";
   }
-  if (!t.notes.empty()) out += "\n";
-  for (const auto& note : t.notes) out += escape_markdown(note) + "\n";
+  // One paragraph per note: Markdown would join consecutive lines.
+  for (const auto& note : t.notes) out += "\n" + escape_markdown(note) + "\n";
   return out;
 }
 

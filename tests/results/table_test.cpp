@@ -47,7 +47,7 @@ TableOptions options() {
 
 const char* kNotes =
     "± is half the width of the 95% confidence interval (bootstrap for percentiles); best value "
-    "per column in bold.\n"
+    "per column in bold.\n\n"
     "Environment: EPYC 9654 (192 threads), 2 x H100, driver 580.65, CUDA 13.0, Prism 0.1.0 "
     "(abc123). Runs: r1, r2.\n";
 

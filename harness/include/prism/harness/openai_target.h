@@ -53,6 +53,9 @@ struct OpenAiTargetOptions {
   bool verify_tls = true;
   std::string ca_file;  // PEM bundle for private CAs
   bool http2 = false;   // negotiate HTTP/2 over TLS (multiplexed streams)
+  // curl's per-transfer receive buffer. SSE chunks are a few hundred bytes,
+  // so a small buffer keeps an idle stream cheap; 1024 is curl's minimum.
+  long receive_buffer_bytes = 4096;
   nlohmann::json extra_body = nlohmann::json::object();  // merged into every request body
   // Text for token ids when the prompt goes as text. Default: synthetic_text().
   std::function<std::string(std::span<const std::int32_t>)> detokenize;

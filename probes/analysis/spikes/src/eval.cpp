@@ -116,12 +116,12 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
     for (size_t i = 0; i < train_faults.size(); ++i) {
       Detector d = *trained;
       d.set_threshold(k);
-      const DetectionResult r = run_detector(d, train_faults[i]);
+      const DetectionResult r = run_detector(d, train_faults[i], train_faults[i].handover_delay_ns);
       faults.merge(score(train_faults[i].labels, r.flagged, train_faults[i].faults, r.episodes,
                          options.scoring));
       Detector c = *trained;
       c.set_threshold(k);
-      const DetectionResult rc = run_detector(c, train_clean[i]);
+      const DetectionResult rc = run_detector(c, train_clean[i], train_clean[i].handover_delay_ns);
       clean.merge(score(train_clean[i].labels, rc.flagged, {}, rc.episodes, options.scoring));
     }
     Score all = faults;
@@ -146,7 +146,7 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
   for (uint64_t seed : options.eval_seeds) {
     const LabelledRun run = source(seed, true);
     Detector d = *trained;
-    const DetectionResult r = run_detector(d, run);
+    const DetectionResult r = run_detector(d, run, run.handover_delay_ns);
     report.held_out.merge(score(run.labels, r.flagged, run.faults, r.episodes, options.scoring));
     report.eval_iterations += run.series.iterations.size();
     cost_sum += r.cost_ns_per_iteration;
@@ -171,7 +171,7 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
     if (options.clean_runs) {
       const LabelledRun clean = source(seed, false);
       Detector c = *trained;
-      const DetectionResult rc = run_detector(c, clean);
+      const DetectionResult rc = run_detector(c, clean, clean.handover_delay_ns);
       report.clean.merge(score(clean.labels, rc.flagged, {}, rc.episodes, options.scoring));
       report.eval_iterations += clean.series.iterations.size();
       cost_sum += rc.cost_ns_per_iteration;
@@ -236,6 +236,63 @@ std::string EvalReport::to_text() const {
         recall_of(ks.tp, ks.fn),
         kind == "stage_delay" ? fmt::format("{}/{}", ks.blamed_right, ks.detected) : "-");
   return out;
+}
+
+OfflineDetection detect_series(const LabelledRun& run, DetectorConfig config, AlertSink& sink,
+                               bool include_window) {
+  config.stages = run.series.stages;
+  Detector detector(config);
+  OfflineDetection out;
+  std::vector<uint8_t> flagged;
+  std::vector<AlertEpisode> episodes;
+  std::map<uint64_t, size_t> position;
+  std::map<uint64_t, size_t> episode_of;
+  auto drain = [&] {
+    while (detector.has_alert()) {
+      const SpikeAlert a = detector.take_alert();
+      sink.emit(spike_alert_json(a, 0, include_window));
+      const auto f = position.find(a.first_iteration);
+      const auto l = position.find(a.last_iteration);
+      const size_t fp = f == position.end() ? 0 : f->second;
+      const size_t lp = l == position.end() ? fp : l->second;
+      if (a.phase == AlertPhase::kOpen) {
+        episode_of[a.alert_id] = episodes.size();
+        episodes.push_back(AlertEpisode{fp, fp, 0});
+      } else if (auto e = episode_of.find(a.alert_id); e != episode_of.end()) {
+        episodes[e->second].last = lp;
+      }
+    }
+  };
+  for (size_t i = 0; i < run.series.iterations.size(); ++i) {
+    position[run.series.iterations[i].index] = i;
+    const IterationVerdict& v = detector.observe(run.series.iterations[i]);
+    flagged.push_back(v.anomalous ? 1 : 0);
+    out.anomalous += v.anomalous ? 1 : 0;
+    drain();
+  }
+  detector.flush();
+  drain();
+  out.iterations = run.series.iterations.size();
+  out.alerts = episodes.size();
+  out.labelled =
+      std::any_of(run.labels.begin(), run.labels.end(), [](uint8_t l) { return l != 0; });
+  if (out.labelled && run.labels.size() == flagged.size()) {
+    ScoringOptions so;
+    so.scored_from = config.warmup;
+    out.score = score(run.labels, flagged, run.faults, episodes, so);
+  }
+  return out;
+}
+
+std::vector<size_t> pick_stages(const std::vector<double>& total_ns_per_stage) {
+  std::vector<size_t> order(total_ns_per_stage.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return total_ns_per_stage[a] > total_ns_per_stage[b];
+  });
+  if (order.size() > static_cast<size_t>(kMaxStages)) order.resize(static_cast<size_t>(kMaxStages));
+  std::sort(order.begin(), order.end());
+  return order;
 }
 
 RunSource simulator_source(SimulatorConfig base) {

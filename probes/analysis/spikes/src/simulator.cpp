@@ -200,6 +200,9 @@ LabelledRun simulate(const SimulatorConfig& config) {
           a.mult.fill(uniform(1.4, 1.8));
           break;
       }
+      for (double& m : a.mult) m = 1.0 + config.fault_scale * (m - 1.0);
+      a.delay_lo *= config.fault_scale;
+      a.delay_hi *= config.fault_scale;
       fault = a;
       run.faults.push_back(a.window);
     }

@@ -51,7 +51,13 @@ struct RunSamples {
   double first_scheduled_s = 0.0;  // measurement window
   double last_completed_s = 0.0;
   double duration_s() const { return last_completed_s - first_scheduled_s; }
+  // True after sort_samples(): ttft_s, tpot_s, itl_s and e2e_s are each
+  // ascending (the *_by_request vectors keep request order), so metrics need
+  // not sort copies.
+  bool sorted = false;
 };
+
+void sort_samples(RunSamples& samples);
 
 RunSamples collect_samples(std::span<const Observation> observations);
 

@@ -65,6 +65,24 @@ struct EvalReport {
 Detector train_detector(const RunSource& source, const EvalOptions& options, double threshold);
 EvalReport evaluate(const RunSource& source, const EvalOptions& options);
 
+// Offline detection over a series: alerts go to sink as JSON lines (the
+// window left out when include_window is false). When the series carries
+// labels, score is filled too.
+struct OfflineDetection {
+  uint64_t iterations = 0;
+  uint64_t anomalous = 0;
+  uint64_t alerts = 0;  // episodes
+  bool labelled = false;
+  Score score;
+};
+class AlertSink;
+OfflineDetection detect_series(const LabelledRun& run, DetectorConfig config, AlertSink& sink,
+                               bool include_window = true);
+
+// Stages to watch when a source has more than kMaxStages: the ones with the
+// most total time, in their original order. Returns their indices.
+std::vector<size_t> pick_stages(const std::vector<double>& total_ns_per_stage);
+
 // Simulator as a RunSource.
 RunSource simulator_source(SimulatorConfig base);
 

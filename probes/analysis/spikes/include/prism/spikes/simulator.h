@@ -24,6 +24,9 @@ struct SimulatorConfig {
   uint64_t fault_free_prefix = 1000;  // no fault before this iteration (warmup)
   double mean_fault_gap = 1500;       // iterations between faults (exponential)
   uint64_t min_fault_len = 20, max_fault_len = 150;
+  // Fault strength: a slowdown factor m becomes 1 + fault_scale * (m - 1) and
+  // injected delays are multiplied by it (1 = the documented fault set).
+  double fault_scale = 1.0;
   double stage_noise = 0.03;      // lognormal sigma per stage
   double iteration_noise = 0.02;  // lognormal sigma shared by the stages of one iteration
   int token_budget = 512;         // chunked-prefill token budget per iteration
@@ -47,6 +50,9 @@ struct LabelledRun {
   std::vector<FaultWindow> faults;
   std::vector<uint8_t> labels;  // one per iteration
   std::string source;           // "simulator" or "engine"
+  // Per iteration, the time from its end until the detector could have it
+  // (engine runs: bookkeeping after the step). Empty: zero.
+  std::vector<double> handover_delay_ns;
 };
 
 LabelledRun simulate(const SimulatorConfig& config);

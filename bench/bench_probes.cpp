@@ -1,0 +1,212 @@
+// Probe costs and speeds (issue 6):
+//  - NVTX push+pop with no agent, with the agent loaded but dormant, and active;
+//  - analysis of a 10-million-event raw trace (events per second, one core);
+//  - attach latency: connect to a dormant agent in another process, start, and
+//    see the first event in its live stats.
+// This binary loads the agent into itself through NVTX_INJECTION64_PATH (set
+// in main before the first NVTX call), the same path a traced program takes.
+#include <benchmark/benchmark.h>
+#include <nvtx3/nvToolsExt.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "prism/agent/raw_format.h"
+#include "prism/analysis/breakdown.h"
+#include "prism/control/client.h"
+
+extern char** environ;
+
+namespace {
+
+std::string g_socket_path;
+nvtxRangePushA_impl_fntype g_agent_push = nullptr;
+nvtxRangePop_impl_fntype g_agent_pop = nullptr;
+
+void use_agent(bool loaded) {
+  NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePushA_impl_fnptr = loaded ? g_agent_push : nullptr;
+  NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePop_impl_fnptr = loaded ? g_agent_pop : nullptr;
+}
+
+void push_pop_loop(benchmark::State& state) {
+  for (auto _ : state) {
+    nvtxRangePushA("attention");
+    nvtxRangePop();
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// No injection: NVTX's function pointers are null, as in a process started without any tool.
+void BM_NvtxPushPop_NoAgent(benchmark::State& state) {
+  use_agent(false);
+  push_pop_loop(state);
+  use_agent(true);
+}
+BENCHMARK(BM_NvtxPushPop_NoAgent);
+
+void BM_NvtxPushPop_AgentDormant(benchmark::State& state) {
+  if (g_agent_push == nullptr) {
+    state.SkipWithError("the agent did not load (NVTX injection failed)");
+    return;
+  }
+  use_agent(true);
+  push_pop_loop(state);
+}
+BENCHMARK(BM_NvtxPushPop_AgentDormant);
+
+void BM_NvtxPushPop_AgentActive(benchmark::State& state) {
+  if (g_agent_push == nullptr) {
+    state.SkipWithError("the agent did not load (NVTX injection failed)");
+    return;
+  }
+  use_agent(true);
+  prism::control::ProbeClient client = prism::control::ProbeClient::connect_path(g_socket_path);
+  client.start(0, prism::control::kActivityNvtx);
+  push_pop_loop(state);
+  const auto status = client.status();
+  client.stop();
+  state.counters["dropped"] = static_cast<double>(std::stoull(status.at("dropped")));
+}
+BENCHMARK(BM_NvtxPushPop_AgentActive);
+
+// A synthetic engine trace: per iteration step{schedule, decode{attention, mlp}, sample} = 10 events.
+std::string make_raw_trace(uint64_t events) {
+  using namespace prism::agent;
+  std::string bytes;
+  prism_raw_header header{};
+  std::memcpy(header.magic, PRISM_RAW_MAGIC, 8);
+  header.version = PRISM_RAW_VERSION;
+  header.pid = 1;
+  bytes.append(reinterpret_cast<const char*>(&header), sizeof(header));
+  const char* names[] = {"", "step", "schedule", "decode", "attention", "mlp", "sample"};
+  for (uint32_t id = 1; id < 7; ++id) {
+    const uint32_t head[3] = {PRISM_RAW_STRING, static_cast<uint32_t>(4 + std::strlen(names[id])), id};
+    bytes.append(reinterpret_cast<const char*>(head), sizeof(head));
+    bytes.append(names[id]);
+  }
+  std::vector<prism_raw_event> chunk;
+  uint64_t t = 1000000;
+  auto flush = [&] {
+    const uint32_t head[2] = {PRISM_RAW_EVENTS, static_cast<uint32_t>(chunk.size() * sizeof(prism_raw_event))};
+    bytes.append(reinterpret_cast<const char*>(head), sizeof(head));
+    bytes.append(reinterpret_cast<const char*>(chunk.data()), chunk.size() * sizeof(prism_raw_event));
+    chunk.clear();
+  };
+  auto ev = [&](uint16_t kind, uint32_t name, uint64_t dt) {
+    t += dt;
+    prism_raw_event e{};
+    e.t0 = t;
+    e.kind = kind;
+    e.name = name;
+    e.tid = 7;
+    chunk.push_back(e);
+    if (chunk.size() == 8192) flush();
+  };
+  for (uint64_t i = 0; i < events / 10; ++i) {
+    ev(PRISM_EV_PUSH, 1, 100);
+    ev(PRISM_EV_PUSH, 2, 1);
+    ev(PRISM_EV_POP, 0, 20 + i % 7);
+    ev(PRISM_EV_PUSH, 3, 1);
+    ev(PRISM_EV_PUSH, 4, 1);
+    ev(PRISM_EV_POP, 0, 50);
+    ev(PRISM_EV_PUSH, 5, 1);
+    ev(PRISM_EV_POP, 0, 40);
+    ev(PRISM_EV_POP, 0, 1);
+    ev(PRISM_EV_POP, 0, 15);
+  }
+  if (!chunk.empty()) flush();
+  prism_raw_end end{};
+  const uint32_t head[2] = {PRISM_RAW_END, sizeof(end)};
+  bytes.append(reinterpret_cast<const char*>(head), sizeof(head));
+  bytes.append(reinterpret_cast<const char*>(&end), sizeof(end));
+  return bytes;
+}
+
+// Read + attribute: raw bytes in memory to a per-iteration breakdown.
+void BM_AnalyzeRawTrace(benchmark::State& state) {
+  const auto events = static_cast<uint64_t>(state.range(0));
+  const std::string bytes = make_raw_trace(events);
+  const auto rules = prism::analysis::StageRules::builtin("prism");
+  for (auto _ : state) {
+    const auto trace = prism::analysis::read_raw_trace(bytes, "bench");
+    const auto breakdown = prism::analysis::analyze(trace, rules);
+    benchmark::DoNotOptimize(breakdown.iterations.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(events));
+}
+BENCHMARK(BM_AnalyzeRawTrace)->Arg(10000000)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Attach latency against a dormant agent in another process.
+void BM_AttachToFirstData(benchmark::State& state) {
+#ifdef PRISM_NVTX_STAGE_PROGRAM
+  char pattern[] = "/tmp/prism-bench-attach-XXXXXX";
+  const std::string dir = mkdtemp(pattern);
+  const std::string ready = dir + "/ready";
+  const std::string agent = std::getenv("NVTX_INJECTION64_PATH");
+  std::vector<std::string> env_storage = {"NVTX_INJECTION64_PATH=" + agent, "PRISM_PROBE_DIR=" + dir + "/sock",
+                                          "PATH=/usr/bin:/bin"};
+  std::vector<char*> env;
+  for (auto& e : env_storage) env.push_back(e.data());
+  env.push_back(nullptr);
+  std::string program = PRISM_NVTX_STAGE_PROGRAM;
+  std::vector<std::string> args_storage = {program, "--loop-ms", "600000", "--ready", ready};
+  std::vector<char*> args;
+  for (auto& a : args_storage) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  posix_spawn(&pid, program.c_str(), nullptr, nullptr, args.data(), env.data());
+  struct stat st;
+  for (int i = 0; i < 1000 && stat(ready.c_str(), &st) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  setenv("PRISM_PROBE_DIR", (dir + "/sock").c_str(), 1);
+  double worst = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto client = prism::control::ProbeClient::connect(pid);
+    client.start(0, prism::control::kActivityNvtx);
+    while (client.status().at("events") == "0") std::this_thread::sleep_for(std::chrono::microseconds(200));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    worst = std::max(worst, seconds);
+    state.SetIterationTime(seconds);
+    client.stop();
+  }
+  state.counters["worst_ms"] = worst * 1e3;
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  std::system(("rm -rf '" + dir + "'").c_str());
+#else
+  state.SkipWithError("built without the NVTX stage program (PRISM_BUILD_TESTS=OFF)");
+#endif
+}
+BENCHMARK(BM_AttachToFirstData)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Load the agent into this process the way any traced program gets it.
+  char pattern[] = "/tmp/prism-bench-probes-XXXXXX";
+  const std::string dir = mkdtemp(pattern);
+  setenv("PRISM_PROBE_DIR", dir.c_str(), 1);
+  setenv("PRISM_PROBE_BUFFER_EVENTS", "4194304", 1);  // large enough that the active run measures recording, not drops
+  setenv("PRISM_PROBE_DRAIN_MS", "2", 1);
+  if (std::getenv("NVTX_INJECTION64_PATH") == nullptr) setenv("NVTX_INJECTION64_PATH", PRISM_PROBE_AGENT, 1);
+  nvtxInitialize(nullptr);
+  g_agent_push = NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePushA_impl_fnptr;
+  g_agent_pop = NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePop_impl_fnptr;
+  g_socket_path = dir + "/" + std::to_string(getpid()) + ".sock";
+  unsetenv("PRISM_PROBE_DIR");
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  std::system(("rm -rf '" + dir + "'").c_str());
+  return 0;
+}

@@ -1,0 +1,290 @@
+#include "prism/spikes/spikes_engine.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "prism/engine/engine.h"
+
+namespace prism::spikes {
+
+namespace {
+
+constexpr size_t kSchedule = 0, kAttention = 1, kMlp = 2, kForwardRest = 3, kSample = 4,
+                 kDetokenize = 5;
+
+void busy_wait_ns(int64_t ns) {
+  const int64_t end = engine::stage_clock_now_ns() + ns;
+  while (engine::stage_clock_now_ns() < end) {
+  }
+}
+
+void sleep_ns(int64_t ns) {
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+// A tokenizer that passes everything through, with an optional busy wait per
+// token_bytes call: the injected delay of the detokenize stage.
+class DelayingTokenizer : public workloads::Tokenizer {
+ public:
+  explicit DelayingTokenizer(std::shared_ptr<const workloads::Tokenizer> inner)
+      : inner_(std::move(inner)) {}
+  const std::string& name() const override { return inner_->name(); }
+  std::size_t vocab_size() const override { return inner_->vocab_size(); }
+  std::vector<std::int32_t> encode(std::string_view text, bool allow_special) const override {
+    return inner_->encode(text, allow_special);
+  }
+  std::string decode(std::span<const std::int32_t> ids) const override {
+    return inner_->decode(ids);
+  }
+  std::string token_bytes(std::int32_t id) const override {
+    const int64_t d = delay_ns.load(std::memory_order_relaxed);
+    if (d > 0) busy_wait_ns(d);
+    return inner_->token_bytes(id);
+  }
+  bool is_special(std::int32_t id) const override { return inner_->is_special(id); }
+  std::optional<std::int32_t> eos_token() const override { return inner_->eos_token(); }
+  std::optional<std::int32_t> bos_token() const override { return inner_->bos_token(); }
+
+  mutable std::atomic<int64_t> delay_ns{0};
+
+ private:
+  std::shared_ptr<const workloads::Tokenizer> inner_;
+};
+
+// Background threads that compete with the engine for CPU or memory bandwidth.
+class Hog {
+ public:
+  enum class Kind { kCpu, kMemory };
+  Hog(Kind kind, unsigned threads) {
+    for (unsigned i = 0; i < threads; ++i)
+      workers_.emplace_back([this, kind] {
+        if (kind == Kind::kCpu) {
+          volatile uint64_t x = 0;
+          while (!stop_.load(std::memory_order_relaxed)) x = x * 6364136223846793005ULL + 1;
+        } else {
+          const size_t n = size_t{64} << 20;  // far beyond the last-level cache
+          std::vector<char> a(n, 1), b(n, 2);
+          while (!stop_.load(std::memory_order_relaxed)) {
+            std::memcpy(b.data(), a.data(), n);
+            std::swap(a, b);
+          }
+        }
+      });
+  }
+  ~Hog() {
+    stop_.store(true);
+    for (auto& t : workers_) t.join();
+  }
+  Hog(const Hog&) = delete;
+  Hog& operator=(const Hog&) = delete;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> workers_;
+};
+
+struct Phase {
+  double arrivals_per_step;
+  double prompt_lo, prompt_hi;  // fraction of the usable context
+  int output_lo, output_hi;
+};
+const Phase kPhases[] = {
+    {0.08, 0.01, 0.15, 16, 200},    // steady mixed traffic
+    {0.20, 0.20, 0.45, 8, 64},      // burst of long prompts
+    {0.01, 0.50, 0.85, 32, 128},    // long-context arrivals
+    {0.01, 0.005, 0.05, 8, 64},     // quiet: small batches
+    {0.40, 0.005, 0.05, 100, 300},  // many short chats: batch grows
+};
+constexpr int kPhaseCount = static_cast<int>(sizeof(kPhases) / sizeof(kPhases[0]));
+const char* kKinds[] = {"cpu_hog", "membw_hog", "stage_delay", "deschedule"};
+
+}  // namespace
+
+const std::vector<std::string>& engine_stages() {
+  static const std::vector<std::string> names{"schedule",     "attention", "mlp",
+                                              "forward_rest", "sample",    "detokenize"};
+  return names;
+}
+
+std::array<double, kFeatureCount> engine_feature_scale() {
+  return {256.0, 32.0, 65536.0, 32.0};
+}
+
+LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool faults) {
+  engine::EngineOptions eo;
+  eo.stage_clock = true;
+  eo.scheduler.max_num_batched_tokens = config.token_budget;
+  eo.scheduler.max_num_seqs = config.max_seqs;
+  eo.kv_cache_bytes = int64_t{256} << 20;
+  engine::LoadedEngine loaded = engine::load_engine(config.model, eo);
+  auto tokenizer = std::make_shared<DelayingTokenizer>(loaded.tokenizer);
+  engine::Engine eng(loaded.model, tokenizer, eo);
+  eng.stage_clock().set_enabled(true);
+
+  std::mt19937_64 rng(seed * 0x2545F4914F6CDD1DULL + 99);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::exponential_distribution<double> expo(1.0);
+  const int usable = std::min(eng.max_context() - 320, eng.kv_capacity_tokens() / 4);
+  const int vocab = static_cast<int>(std::min<std::size_t>(tokenizer->vocab_size(), 50000));
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+
+  LabelledRun run;
+  run.source = "engine";
+  run.series.stages = engine_stages();
+  int phase = 0;
+  uint64_t phase_left = 300;
+  std::optional<FaultWindow> active;
+  std::unique_ptr<Hog> hog;
+  int64_t deschedule_ns = 0;
+  std::atomic<int64_t> callback_sleep{0};
+  bool slept_this_step = false;
+  uint64_t next_fault =
+      config.fault_free_prefix + static_cast<uint64_t>(expo(rng) * config.mean_fault_gap);
+  engine::EngineStats before = eng.stats();
+  uint64_t it = 0;
+  uint64_t guard = 0;
+
+  while (it < config.iterations && guard++ < config.iterations * 20) {
+    if (phase_left-- == 0) {
+      phase = static_cast<int>(unit(rng) * kPhaseCount) % kPhaseCount;
+      phase_left = 150 + static_cast<uint64_t>(unit(rng) * 1200);
+    }
+    const Phase& ph = kPhases[phase];
+    // Arrivals for this step (Poisson), unless the queue is already long.
+    std::poisson_distribution<int> arrivals(ph.arrivals_per_step);
+    for (int a = arrivals(rng); a > 0 && before.waiting < 64; --a) {
+      engine::GenerateRequest req;
+      const int len = std::max(
+          4, static_cast<int>(usable * (ph.prompt_lo + (ph.prompt_hi - ph.prompt_lo) * unit(rng))));
+      req.prompt.resize(static_cast<size_t>(len));
+      for (auto& t : req.prompt) t = static_cast<int32_t>(unit(rng) * vocab) % vocab;
+      req.sampling.max_tokens =
+          ph.output_lo + static_cast<int>(unit(rng) * (ph.output_hi - ph.output_lo + 1));
+      req.sampling.ignore_eos = true;
+      req.sampling.seed = seed;
+      eng.add_request(std::move(req),
+                      [&callback_sleep, &slept_this_step](const engine::RequestOutput&) {
+                        const int64_t d = callback_sleep.load(std::memory_order_relaxed);
+                        if (d > 0 && !slept_this_step) {
+                          slept_this_step = true;
+                          sleep_ns(d);
+                        }
+                      });
+    }
+
+    // Faults: start before the first iteration of the window, stop after its last.
+    if (faults && !active && it >= next_fault) {
+      const int kind = static_cast<int>(unit(rng) * 4) % 4;
+      const uint64_t len =
+          config.min_fault_len +
+          static_cast<uint64_t>(
+              unit(rng) * static_cast<double>(config.max_fault_len - config.min_fault_len + 1));
+      active = FaultWindow{it, std::min(it + len - 1, config.iterations - 1), kKinds[kind], ""};
+      switch (kind) {
+        case 0:
+          hog = std::make_unique<Hog>(Hog::Kind::kCpu, cores);
+          break;
+        case 1:
+          hog = std::make_unique<Hog>(Hog::Kind::kMemory, std::max(1u, cores / 2));
+          break;
+        case 2:
+          active->stage = "detokenize";
+          tokenizer->delay_ns.store(
+              static_cast<int64_t>(config.fault_scale * (20'000 + 60'000 * unit(rng))));
+          break;
+        default:
+          deschedule_ns = static_cast<int64_t>(config.fault_scale * (1e6 + 4e6 * unit(rng)));
+          callback_sleep.store(deschedule_ns);
+          break;
+      }
+      run.faults.push_back(*active);
+    }
+
+    slept_this_step = false;
+    const int64_t t0 = engine::stage_clock_now_ns();
+    const bool worked = eng.step();
+    const int64_t t1 = engine::stage_clock_now_ns();
+    const std::vector<engine::StageRecord> records = eng.stage_clock().take();
+    const engine::EngineStats after = eng.stats();
+    if (!worked) {
+      before = after;
+      continue;  // idle: no iteration (arrivals come next round)
+    }
+    IterationRecord rec;
+    rec.index = it;
+    rec.start_ns = static_cast<uint64_t>(t0);
+    rec.end_ns = static_cast<uint64_t>(t1);
+    rec.features.prefill_tokens =
+        static_cast<double>(after.prompt_tokens_total - before.prompt_tokens_total);
+    rec.features.decode_seqs =
+        static_cast<double>(after.generation_tokens_total - before.generation_tokens_total);
+    rec.features.context_tokens = static_cast<double>(after.kv_blocks_used) * eo.block_size;
+    rec.features.batch_size = static_cast<double>(std::max(after.running, before.running));
+    double forward = 0;
+    for (const auto& r : records) {
+      const double d = static_cast<double>(r.end_ns - r.begin_ns);
+      switch (r.stage) {
+        case engine::Stage::kSchedule:
+          rec.stage_ns[kSchedule] += d;
+          break;
+        case engine::Stage::kAttention:
+          rec.stage_ns[kAttention] += d;
+          break;
+        case engine::Stage::kMlp:
+          rec.stage_ns[kMlp] += d;
+          break;
+        case engine::Stage::kPrefill:
+        case engine::Stage::kDecode:
+          forward += d;
+          break;
+        case engine::Stage::kSample:
+          rec.stage_ns[kSample] += d;
+          break;
+        case engine::Stage::kDetokenize:
+          rec.stage_ns[kDetokenize] += d;
+          break;
+        case engine::Stage::kStep:
+          break;
+      }
+    }
+    rec.stage_ns[kForwardRest] =
+        std::max(0.0, forward - rec.stage_ns[kAttention] - rec.stage_ns[kMlp]);
+    run.series.iterations.push_back(rec);
+    run.handover_delay_ns.push_back(static_cast<double>(engine::stage_clock_now_ns() - t1));
+    before = after;
+
+    if (active && it >= active->last) {
+      hog.reset();
+      tokenizer->delay_ns.store(0);
+      callback_sleep.store(0);
+      active.reset();
+      next_fault = it + 51 + static_cast<uint64_t>(expo(rng) * config.mean_fault_gap);
+    }
+    ++it;
+  }
+  hog.reset();
+  run.labels = labels_from_windows(run.faults, run.series.iterations.size());
+  if (config.progress != nullptr)
+    *config.progress << fmt::format("engine run: seed {} {} ({} iterations, {} faults)\n", seed,
+                                    faults ? "with faults" : "pure variation",
+                                    run.series.iterations.size(), run.faults.size());
+  return run;
+}
+
+RunSource engine_source(EngineEvalConfig config) {
+  return [config](uint64_t seed, bool faults) { return run_engine(config, seed, faults); };
+}
+
+}  // namespace prism::spikes

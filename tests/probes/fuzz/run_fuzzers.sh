@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the probes' libFuzzer targets with clang (no CMake, a few seconds) and
+# runs each for a short time from its corpus. gcc has no libFuzzer; CTest
+# replays the same corpus through the gcc-built replay driver instead.
+#   tests/probes/fuzz/run_fuzzers.sh [SECONDS_PER_TARGET=20] [BUILD_DIR=build/fuzz]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+seconds="${1:-20}"
+out="${2:-$root/build/fuzz}"
+cxx="${CXX_FUZZ:-clang++}"
+command -v "$cxx" >/dev/null || { echo "run_fuzzers: $cxx not found (scripts/setup installs clang)"; exit 1; }
+mkdir -p "$out"
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -I"$root/probes/control/include" -I"$root/probes/analysis/include" -I"$root/probes/agent/include"
+       -I"$root/results/include" -I"$root/workloads/include")
+libc_sources=("$root/probes/control/src/protocol.cpp" "$root/probes/control/src/stage_rules.cpp")
+analysis_sources=("$root"/probes/analysis/src/{trace,raw_reader,rules,breakdown,chrome_trace,nsys_import,report,session}.cpp
+                  "$root/probes/control/src/client.cpp" "$root/results/src/atomic_file.cpp")
+echo "run_fuzzers: building with $cxx"
+"$cxx" "${flags[@]}" "${libc_sources[@]}" "$root/tests/probes/fuzz/fuzz_protocol.cpp" -o "$out/fuzz_protocol"
+"$cxx" "${flags[@]}" "${libc_sources[@]}" "${analysis_sources[@]}" "$root/tests/probes/fuzz/fuzz_trace_import.cpp" \
+  -lfmt -lsqlite3 -o "$out/fuzz_trace_import"
+for target in protocol trace_import; do
+  corpus="$out/corpus-$target"
+  mkdir -p "$corpus"
+  cp -n "$root/tests/probes/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true
+  echo "run_fuzzers: $target for ${seconds}s"
+  "$out/fuzz_$target" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -print_final_stats=1 \
+    2>&1 | tail -n 12
+done
