@@ -391,6 +391,11 @@ void Engine::stop() {
   update_gauges();
 }
 
+bool Engine::serving() const {
+  std::lock_guard lock(mu_);
+  return loop_running_ && !stopping_;
+}
+
 EngineStats Engine::stats() const {
   std::lock_guard lock(mu_);
   return stats_;

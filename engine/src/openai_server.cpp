@@ -1,9 +1,16 @@
 #include "prism/engine/openai_server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <mutex>
@@ -269,6 +276,74 @@ std::int64_t unix_now() {
   return static_cast<std::int64_t>(std::time(nullptr));
 }
 
+// The port and textual address of a socket end, or -1.
+int socket_port(const sockaddr_storage& a, std::string& address) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (a.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(a);
+    inet_ntop(AF_INET, &in.sin_addr, buf, sizeof buf);
+    address = buf;
+    return ntohs(in.sin_port);
+  }
+  if (a.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(a);
+    inet_ntop(AF_INET6, &in6.sin6_addr, buf, sizeof buf);
+    address = buf;
+    return ntohs(in6.sin6_port);
+  }
+  return -1;
+}
+
+// cpp-httplib 0.11 gives a handler no access to its connection's socket, and
+// a non-streaming handler writes nothing until the completion is done, so a
+// client that hangs up would go unnoticed until then. The connection is
+// found once by its address pair among the process's sockets (a few hundred
+// getsockname calls at most); -1 when it cannot be found.
+int find_connection_socket(const httplib::Request& req) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int found = -1;
+  while (const dirent* e = readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t ll = sizeof local, pl = sizeof peer;
+    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
+    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
+    std::string local_addr, peer_addr;
+    if (socket_port(local, local_addr) != req.local_port ||
+        socket_port(peer, peer_addr) != req.remote_port)
+      continue;
+    if (local_addr != req.local_addr || peer_addr != req.remote_addr) continue;
+    found = static_cast<int>(fd);
+    break;
+  }
+  closedir(dir);
+  return found;
+}
+
+// True once the peer has closed the connection (EOF or reset). Bytes the
+// client may already have sent (a pipelined request) count as alive.
+bool peer_closed(int fd) {
+  if (fd < 0) return false;
+  char byte = 0;
+  const ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  if (n > 0) return false;
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+// Counts generation requests in HTTP handlers; released when the response
+// (streamed or not) is over.
+struct GenerationSlot {
+  std::atomic<int>& count;
+  explicit GenerationSlot(std::atomic<int>& c) : count(c) {}
+  ~GenerationSlot() { count.fetch_sub(1); }
+  GenerationSlot(const GenerationSlot&) = delete;
+  GenerationSlot& operator=(const GenerationSlot&) = delete;
+};
+
 }  // namespace
 
 std::string prometheus_metrics(const EngineStats& s, const std::string& model_name) {
@@ -329,9 +404,15 @@ struct OpenAiServer::Impl {
   std::mutex mu;
   std::condition_variable cv;
   bool stopped = false;
+  // Generation requests in handlers, and how many may be: the rest of the
+  // HTTP threads stay free for /health, /metrics and the like.
+  std::atomic<int> generations{0};
+  int max_generations = 1;
 
   Impl(Engine& e, ServerOptions o) : engine(e), options(std::move(o)) {
     if (options.model_name.empty()) options.model_name = engine.config().name;
+    const int threads = std::max(1, options.http_threads);
+    max_generations = threads > kReservedHttpThreads ? threads - kReservedHttpThreads : 1;
   }
 
   void handle_generation(const httplib::Request& req, httplib::Response& res, bool chat);
@@ -340,6 +421,19 @@ struct OpenAiServer::Impl {
 
 void OpenAiServer::Impl::handle_generation(const httplib::Request& req, httplib::Response& res,
                                            bool chat) {
+  // Overload, first line: every generation handler holds an HTTP thread for
+  // as long as its request runs, so their number is capped and the rest are
+  // answered 503 at once instead of queueing unseen behind busy threads.
+  if (generations.fetch_add(1) >= max_generations) {
+    generations.fetch_sub(1);
+    res.set_header("Retry-After", "1");
+    throw ApiError{503,
+                   fmt::format("server overloaded: {} generation requests in progress, the most "
+                               "this server takes at once; retry later",
+                               max_generations),
+                   "", "service_unavailable"};
+  }
+  auto slot = std::make_shared<GenerationSlot>(generations);
   const ParsedRequest p = parse_generation(parse_body(req), chat, engine, options.model_name);
   auto channel = std::make_shared<Channel>();
   const AdmitResult admit =
@@ -347,7 +441,10 @@ void OpenAiServer::Impl::handle_generation(const httplib::Request& req, httplib:
   if (!admit.ok()) {
     ApiError e{status_for(admit.status), admit.message,
                admit.status == AdmitStatus::kTooLong ? (chat ? "messages" : "prompt") : ""};
-    if (admit.status == AdmitStatus::kQueueFull) e.type = "rate_limit_error";
+    if (admit.status == AdmitStatus::kQueueFull) {
+      e.type = "rate_limit_error";
+      res.set_header("Retry-After", "1");
+    }
     if (admit.status == AdmitStatus::kStopped) e.type = "service_unavailable";
     throw e;
   }
@@ -359,9 +456,17 @@ void OpenAiServer::Impl::handle_generation(const httplib::Request& req, httplib:
   if (!p.stream) {
     std::string text;
     RequestOutput last;
+    const int fd = find_connection_socket(req);
+    bool aborted = false;
     while (true) {
       bool done = false;
-      for (auto& o : channel->pop(std::chrono::milliseconds(100))) {
+      const auto outputs = channel->pop(std::chrono::milliseconds(20));
+      if (!aborted && peer_closed(fd)) {
+        // The client hung up: free the sequence's KV now, not after max_tokens.
+        engine.abort(id, "client disconnected");
+        aborted = true;
+      }
+      for (auto o : outputs) {
         text += o.text;
         if (o.finished) {
           last = std::move(o);
@@ -395,6 +500,7 @@ void OpenAiServer::Impl::handle_generation(const httplib::Request& req, httplib:
   };
   auto state = std::make_shared<StreamState>();
   Engine* eng = &engine;
+  // The slot is released when httplib drops these lambdas, after the stream ends.
   const bool include_usage = p.include_usage;
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
@@ -458,7 +564,8 @@ void OpenAiServer::Impl::handle_generation(const httplib::Request& req, httplib:
         if (state->finished) sink.done();
         return true;
       },
-      [=](bool) {
+      [=, slot = std::move(slot)](bool) {
+        (void)slot;
         // Called when the response ends for any reason: a stream cut short
         // frees its sequence now rather than after max_tokens.
         if (!state->finished) eng->abort(id, "client disconnected");
@@ -491,8 +598,13 @@ void OpenAiServer::Impl::routes() {
                res.set_content(dump(json{{"object", "list"}, {"data", json::array({model})}}),
                                "application/json");
              }));
-  server.Get("/health", guarded([](const auto&, auto& res) {
-               res.set_content("{\"status\":\"ok\"}", "application/json");
+  server.Get("/health", guarded([this](const auto&, auto& res) {
+               if (engine.serving()) {
+                 res.set_content("{\"status\":\"ok\"}", "application/json");
+               } else {
+                 res.status = 503;
+                 res.set_content("{\"status\":\"stopping\"}", "application/json");
+               }
              }));
   server.Post("/tokenize", guarded([this](const auto& req, auto& res) {
                 const json body = parse_body(req);

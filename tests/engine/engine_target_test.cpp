@@ -23,14 +23,16 @@ class RecordingSink final : public ResponseSink {
   };
 
   void on_sent(std::uint64_t id, std::int64_t) override { add(id, "sent"); }
-  void on_first_token(std::uint64_t id, std::int64_t, std::uint32_t n, bool exact, std::string_view text) override {
+  void on_first_token(std::uint64_t id, std::int64_t, std::uint32_t n, bool exact,
+                      std::string_view text) override {
     std::lock_guard lock(mu_);
     auto& r = records_[id];
     r.events.push_back(exact ? "first" : "first?");
     r.tokens += n;
     r.text += text;
   }
-  void on_tokens(std::uint64_t id, std::int64_t, std::uint32_t n, bool, std::string_view text) override {
+  void on_tokens(std::uint64_t id, std::int64_t, std::uint32_t n, bool,
+                 std::string_view text) override {
     std::lock_guard lock(mu_);
     auto& r = records_[id];
     if (r.events.back() != "tokens") r.events.push_back("tokens");
@@ -87,7 +89,8 @@ std::vector<std::int32_t> ids(int n, int salt) {
 
 }  // namespace
 
-TEST_CASE("the in-process engine target streams exact tokens and reports usage with cached tokens", "[engine][target]") {
+TEST_CASE("the in-process engine target streams exact tokens and reports usage with cached tokens",
+          "[engine][target]") {
   auto target = make_engine_target("tiny");
   RecordingSink sink;
   target->start(sink);
@@ -114,7 +117,8 @@ TEST_CASE("the in-process engine target streams exact tokens and reports usage w
   CHECK(d["prefix_caching"] == true);
 }
 
-TEST_CASE("the in-process target reports rejected and cancelled requests as errors", "[engine][target]") {
+TEST_CASE("the in-process target reports rejected and cancelled requests as errors",
+          "[engine][target]") {
   EngineTargetOptions o;
   auto target = make_engine_target("tiny", o);
   RecordingSink sink;

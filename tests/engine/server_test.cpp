@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include <httplib.h>
@@ -21,11 +22,11 @@ struct Fixture {
   std::unique_ptr<OpenAiServer> server;
   int port = 0;
 
-  explicit Fixture(EngineOptions o = {}) {
+  explicit Fixture(EngineOptions o = {}, int http_threads = 8) {
     engine = tiny_engine(o);
     ServerOptions so;
     so.port = 0;
-    so.http_threads = 8;
+    so.http_threads = http_threads;
     server = std::make_unique<OpenAiServer>(*engine, so);
     port = server->start();
   }
@@ -251,4 +252,144 @@ TEST_CASE("a streaming client that disconnects has its KV freed at once", "[engi
   const auto ok = f.post("/v1/completions", R"({"prompt": "next", "max_tokens": 2})");
   REQUIRE(ok);
   CHECK(ok->status == 200);
+}
+
+namespace {
+
+// Holds the engine thread inside a request's output callback until released,
+// so a test can fill queues and HTTP threads without racing the engine.
+class EngineFreeze {
+ public:
+  explicit EngineFreeze(Engine& engine) {
+    GenerateRequest r;
+    r.prompt = prism::engine::test::prompt_tokens(8);
+    r.sampling.max_tokens = 2;
+    r.sampling.ignore_eos = true;
+    auto entered = std::make_shared<std::promise<void>>();
+    auto entered_future = entered->get_future();
+    REQUIRE(engine
+                .add_request(r,
+                             [entered, gate = gate_](const RequestOutput& o) {
+                               if (o.finished) return;
+                               entered->set_value();
+                               gate->wait();
+                             })
+                .ok());
+    entered_future.wait();
+  }
+  ~EngineFreeze() { release(); }
+  void release() {
+    if (!released_) released_promise_.set_value();
+    released_ = true;
+  }
+
+ private:
+  std::promise<void> released_promise_;
+  std::shared_ptr<std::shared_future<void>> gate_ =
+      std::make_shared<std::shared_future<void>>(released_promise_.get_future().share());
+  bool released_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("a non-streaming client that disconnects has its KV freed at once", "[engine][server]") {
+  Fixture f;
+  EngineFreeze freeze(*f.engine);
+  {
+    auto c = f.client();
+    c.set_read_timeout(0, 200'000);  // gives up while the engine is frozen, and hangs up
+    const auto res = c.Post(
+        "/v1/completions",
+        json{{"prompt", std::string(100, 'q')}, {"max_tokens", 900}, {"ignore_eos", true}}.dump(),
+        "application/json");
+    CHECK(!res);
+  }
+  CHECK(f.engine->stats().waiting == 1);
+  // The handler sees the hang-up within its 20 ms poll; give it ample time
+  // before the engine runs again, so the abort lands before any decoding.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  freeze.release();
+  CHECK(wait_until([&] { return f.engine->stats().requests_aborted == 1; }));
+  CHECK(wait_until([&] { return f.engine->stats().kv_blocks_used == 0; }));
+  CHECK(f.engine->stats().generation_tokens_total < 100);
+  const auto ok = f.post("/v1/completions", R"({"prompt": "next", "max_tokens": 2})");
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+}
+
+TEST_CASE("overload meets a bounded queue (429) and bounded connections (503), never a crash",
+          "[engine][server]") {
+  const auto post_in_background = [](const Fixture& f, std::vector<std::thread>& threads,
+                                     std::vector<int>& statuses, std::size_t n) {
+    statuses.assign(n, 0);
+    for (std::size_t i = 0; i < n; ++i)
+      threads.emplace_back([&f, &statuses, i] {
+        const auto res = f.post("/v1/completions", R"({"prompt":"abc","max_tokens":2})");
+        statuses[i] = res ? res->status : -1;
+      });
+  };
+  std::vector<std::thread> threads;
+  std::vector<int> statuses;
+
+  SECTION("a full engine queue answers 429 with Retry-After") {
+    EngineOptions o;
+    o.max_waiting_requests = 2;
+    Fixture f(o);
+    {
+      EngineFreeze freeze(*f.engine);
+      post_in_background(f, threads, statuses, 2);
+      REQUIRE(wait_until([&] { return f.engine->stats().waiting == 2; }));
+      const auto res = f.post("/v1/completions", R"({"prompt":"abc","max_tokens":2})");
+      REQUIRE(res);
+      CHECK(res->status == 429);
+      CHECK(res->get_header_value("Retry-After") == "1");
+      CHECK(json::parse(res->body)["error"]["type"] == "rate_limit_error");
+    }
+    for (auto& t : threads) t.join();
+    CHECK(statuses == std::vector<int>{200, 200});
+    CHECK(f.engine->stats().kv_blocks_used == 0);
+  }
+
+  SECTION("generation requests beyond the HTTP threads for them answer 503 at once") {
+    EngineOptions o;
+    o.max_waiting_requests = 64;
+    Fixture f(o, 4 + kReservedHttpThreads);  // 4 generation requests at once
+    {
+      EngineFreeze freeze(*f.engine);
+      post_in_background(f, threads, statuses, 4);
+      REQUIRE(wait_until([&] { return f.engine->stats().waiting == 4; }));
+      const auto res = f.post("/v1/completions", R"({"prompt":"abc","max_tokens":2})");
+      REQUIRE(res);
+      CHECK(res->status == 503);
+      CHECK(res->get_header_value("Retry-After") == "1");
+      CHECK_THAT(json::parse(res->body)["error"]["message"].get<std::string>(),
+                 Catch::Contains("overloaded"));
+      // The reserved threads still answer health checks and metrics.
+      auto c = f.client();
+      const auto health = c.Get("/health");
+      REQUIRE(health);
+      CHECK(health->status == 200);
+      const auto metrics = c.Get("/metrics");
+      REQUIRE(metrics);
+      CHECK_THAT(metrics->body, Catch::Contains("prism_engine_requests_waiting{model=\"tiny\"} 4"));
+    }
+    for (auto& t : threads) t.join();
+    CHECK(statuses == std::vector<int>{200, 200, 200, 200});
+    CHECK(wait_until([&] { return f.engine->stats().kv_blocks_used == 0; }));
+  }
+}
+
+TEST_CASE("a stopped engine answers 503 and the server does not crash", "[engine][server]") {
+  Fixture f;
+  f.engine->stop();
+  const auto res = f.post("/v1/completions", R"({"prompt":"abc","max_tokens":2})");
+  REQUIRE(res);
+  CHECK(res->status == 503);
+  CHECK_THAT(json::parse(res->body)["error"]["message"].get<std::string>(),
+             Catch::Contains("shutting down"));
+  auto c = f.client();
+  const auto health = c.Get("/health");
+  REQUIRE(health);
+  CHECK(health->status == 503);
+  CHECK(c.Get("/v1/models")->status == 200);
 }

@@ -128,6 +128,8 @@ class Engine {
   // The engine thread: runs steps while there is work, sleeps otherwise.
   void start();
   void stop();  // waits for the thread; unfinished requests end with kAbort
+  // True while the engine thread runs and takes requests (for health checks).
+  bool serving() const;
 
   EngineStats stats() const;
   StageClock& stage_clock() { return clock_; }

@@ -2,7 +2,7 @@
 //   POST /v1/completions        prompt as text or token ids; SSE when "stream"
 //   POST /v1/chat/completions   messages through the chat template; SSE when "stream"
 //   GET  /v1/models             the served model
-//   GET  /health                200 while the engine runs
+//   GET  /health                200 while the engine runs, 503 once it stops
 //   POST /tokenize              {"prompt": text} or {"messages": [...]} -> token ids
 //   POST /detokenize            {"tokens": [...]} -> text
 //   GET  /metrics               Prometheus text: queue, running, KV usage,
@@ -15,8 +15,12 @@
 //
 // Bad input never crashes the server: malformed JSON and wrong field types
 // answer 400 naming the problem, a prompt longer than the context 400 naming
-// the limit, a full queue 429, a stopping engine 503. A streaming client that
-// disconnects has its request aborted (its KV freed) at the next token.
+// the limit, a full engine queue 429 (bounded by EngineOptions::
+// max_waiting_requests), more generation requests in progress than HTTP
+// threads for them 503, a stopping engine 503 (429 and 503 carry Retry-After).
+// A client that disconnects has its request aborted (its KV freed) at once:
+// a streaming one at the next write or idle poll (50 ms), a non-streaming one
+// within 20 ms (its connection is watched for EOF).
 #pragma once
 
 #include <cstddef>
@@ -27,11 +31,16 @@
 
 namespace prism::engine {
 
+inline constexpr int kReservedHttpThreads = 2;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8000;         // 0: any free port (see port())
   std::string model_name;  // id served; the model config's name by default
-  int http_threads = 128;  // concurrent connections served
+  // Concurrent connections served. Generation requests may hold all but
+  // kReservedHttpThreads of them; beyond that they are answered 503, so
+  // /health and /metrics stay answerable under overload.
+  int http_threads = 128;
   std::size_t max_body_bytes = std::size_t{64} << 20;
 };
 
