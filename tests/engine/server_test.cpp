@@ -393,3 +393,39 @@ TEST_CASE("a stopped engine answers 503 and the server does not crash", "[engine
   CHECK(health->status == 503);
   CHECK(c.Get("/v1/models")->status == 200);
 }
+
+TEST_CASE("metrics report KV usage while running, prefix hits and step latencies",
+          "[engine][server]") {
+  Fixture f;
+  const std::string body =
+      json{{"prompt", std::string(70, 'm')}, {"max_tokens", 3}, {"ignore_eos", true}}.dump();
+  REQUIRE(f.post("/v1/completions", body)->status == 200);
+  REQUIRE(f.post("/v1/completions", body)->status == 200);
+  auto c = f.client();
+  std::string metrics;
+  {
+    EngineFreeze freeze(*f.engine);  // one request mid-flight, holding KV
+    metrics = c.Get("/metrics")->body;
+    CHECK_THAT(metrics, Catch::Contains("prism_engine_requests_running{model=\"tiny\"} 1"));
+    CHECK_THAT(metrics, Catch::Contains("prism_engine_kv_cache_blocks_used{model=\"tiny\"} 1"));
+    CHECK_THAT(metrics, !Catch::Contains("prism_engine_kv_cache_usage_ratio{model=\"tiny\"} 0\n"));
+  }
+  REQUIRE(wait_until([&] { return f.engine->stats().running == 0; }));
+  metrics = c.Get("/metrics")->body;
+  // The second request found 64 of its 70 prompt tokens cached (4 full blocks).
+  CHECK_THAT(metrics,
+             Catch::Contains("prism_engine_prefix_cache_queries_tokens_total{model=\"tiny\"} 148"));
+  CHECK_THAT(metrics,
+             Catch::Contains("prism_engine_prefix_cache_hits_tokens_total{model=\"tiny\"} 64"));
+  CHECK_THAT(metrics, Catch::Contains("prism_engine_kv_cache_blocks_used{model=\"tiny\"} 0"));
+  const double hit_rate = 64.0 / 148.0;
+  const auto value_of = [&](const std::string& key) {
+    const auto pos = metrics.find(key + " ");
+    REQUIRE(pos != std::string::npos);
+    return std::stod(metrics.substr(pos + key.size() + 1));
+  };
+  CHECK(value_of("prism_engine_prefix_cache_hit_rate{model=\"tiny\"}") ==
+        Approx(hit_rate).epsilon(1e-4));
+  CHECK(value_of("prism_engine_step_duration_seconds_count{model=\"tiny\"}") ==
+        static_cast<double>(f.engine->stats().steps));
+}
