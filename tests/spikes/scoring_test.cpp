@@ -151,3 +151,49 @@ TEST_CASE("scoring rejects labels and verdicts of different lengths", "[spikes][
   CHECK_THROWS_AS(score(std::vector<uint8_t>(5, 0), std::vector<uint8_t>(4, 0), {}, {}),
                   std::invalid_argument);
 }
+
+TEST_CASE("iterations slowed by ambient interference are not scored and excuse the alerts on them",
+          "[spikes][scoring]") {
+  // 30 iterations, a fault in [5, 8]; iterations 20 and 21 were off CPU
+  // (another process ran), and the detector flagged them.
+  const std::vector<FaultWindow> windows{{5, 8, "cpu_hog", ""}};
+  const auto labels = labels_from_windows(windows, 30);
+  const auto flagged = flags(30, {5, 6, 7, 8, 20, 21});
+  std::vector<uint8_t> ambient(30, 0);
+  ambient[20] = ambient[21] = 1;
+  ambient[6] = 1;  // inside the fault: stays a fault iteration
+  const std::vector<AlertEpisode> episodes{{5, 8, 0}, {20, 21, 0}};
+  const Score s = score(labels, flagged, windows, episodes, {}, ambient);
+  CHECK(s.tp == 4);
+  CHECK(s.fp == 0);
+  CHECK(s.f1 == 1.0);
+  CHECK(s.ambient_iterations == 4);  // 20, 21 and the tolerance after them (22, 23)
+  CHECK(s.iterations == 30 - 2 - 4);
+  CHECK(s.ambient_alerts == 1);
+  CHECK(s.false_alarms == 0);
+  // Counted as wrong instead, the same run has two false flags and one false alarm.
+  CHECK(s.raw_fp == 2);
+  CHECK(s.raw_false_alarms == 1);
+  CHECK(s.raw_clean_iterations == 30 - 4 - 2);
+  CHECK(s.raw_precision == Approx(4.0 / 6));
+  CHECK(s.raw_false_alarms_per_10k == Approx(1e4 / 24));
+  // Without ambient marks the raw and the scored figures agree.
+  const Score plain = score(labels, flagged, windows, episodes);
+  CHECK(plain.fp == 2);
+  CHECK(plain.false_alarms == 1);
+  CHECK(plain.raw_false_alarms == 1);
+  CHECK(plain.precision == Approx(plain.raw_precision));
+  CHECK_THROWS_AS(score(labels, flagged, windows, episodes, {}, std::vector<uint8_t>(3, 0)),
+                  std::invalid_argument);
+}
+
+TEST_CASE("ambient interference is off-CPU time above both the floor and the share",
+          "[spikes][scoring]") {
+  ScoringOptions o;  // 20 us and 5 % of the on-CPU time
+  const std::vector<double> durations{100e3, 100e3, 1e6, 10e6, 50e3};
+  const std::vector<double> off{0, 30e3, 30e3, 30e3, 19e3};
+  // 30 us off against 70 us on CPU: yes; against 970 us (3.1 %) or 9.97 ms: no;
+  // 19 us is under the floor.
+  CHECK(ambient_mask(off, durations, o) == std::vector<uint8_t>{0, 1, 0, 0, 0});
+  CHECK(ambient_mask({}, durations, o) == std::vector<uint8_t>(5, 0));
+}

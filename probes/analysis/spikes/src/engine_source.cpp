@@ -1,5 +1,6 @@
 #include "prism/spikes/spikes_engine.h"
 
+#include <dlfcn.h>
 #include <time.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "prism/engine/engine.h"
+#include "prism/kernels/threading.h"
 
 namespace prism::spikes {
 
@@ -27,6 +29,37 @@ void busy_wait_ns(int64_t ns) {
   while (engine::stage_clock_now_ns() < end) {
   }
 }
+
+int64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// OpenBLAS keeps its own threads; when it is the BLAS in use, keep it to one
+// so the stepping thread does all of the engine's work (looked up at run time:
+// another BLAS has no such call).
+void set_blas_threads(int n) {
+  using SetThreads = void (*)(int);
+  if (void* f = dlsym(RTLD_DEFAULT, "openblas_set_num_threads")) reinterpret_cast<SetThreads>(f)(n);
+}
+
+// Sets the kernels' and BLAS threads for one run; restores the kernels' pool after.
+class EngineThreads {
+ public:
+  explicit EngineThreads(int n) : previous_(kernels::kernel_threads()) {
+    if (n > 0) {
+      kernels::set_kernel_threads(n);
+      set_blas_threads(n);
+    }
+  }
+  ~EngineThreads() { kernels::set_kernel_threads(previous_); }
+  EngineThreads(const EngineThreads&) = delete;
+  EngineThreads& operator=(const EngineThreads&) = delete;
+
+ private:
+  int previous_;
+};
 
 void sleep_ns(int64_t ns) {
   timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
@@ -123,6 +156,7 @@ std::array<double, kFeatureCount> engine_feature_scale() {
 }
 
 LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool faults) {
+  const EngineThreads threads(config.kernel_threads);
   engine::EngineOptions eo;
   eo.stage_clock = true;
   eo.scheduler.max_num_batched_tokens = config.token_budget;
@@ -213,9 +247,11 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
     }
 
     slept_this_step = false;
+    const int64_t c0 = thread_cpu_ns();
     const int64_t t0 = engine::stage_clock_now_ns();
     const bool worked = eng.step();
     const int64_t t1 = engine::stage_clock_now_ns();
+    const int64_t c1 = thread_cpu_ns();
     const std::vector<engine::StageRecord> records = eng.stage_clock().take();
     const engine::EngineStats after = eng.stats();
     if (!worked) {
@@ -263,6 +299,10 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
         std::max(0.0, forward - rec.stage_ns[kAttention] - rec.stage_ns[kMlp]);
     run.series.iterations.push_back(rec);
     run.handover_delay_ns.push_back(static_cast<double>(engine::stage_clock_now_ns() - t1));
+    // Ground truth for ambient interference: time the stepping thread was off
+    // CPU during the step (wall minus thread CPU time; the engine runs on this
+    // thread alone when kernel_threads is 1).
+    run.off_cpu_ns.push_back(std::max(0.0, static_cast<double>((t1 - t0) - (c1 - c0))));
     before = after;
 
     if (active && it >= active->last) {

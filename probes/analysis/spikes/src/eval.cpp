@@ -20,6 +20,23 @@ double wall_ns() {
                                  .count());
 }
 
+// Iterations slowed by ambient interference (measured runs; none for the simulator).
+std::vector<uint8_t> ambient_of(const LabelledRun& run, const ScoringOptions& options) {
+  if (run.off_cpu_ns.empty()) return {};
+  std::vector<double> durations;
+  durations.reserve(run.series.iterations.size());
+  for (const IterationRecord& r : run.series.iterations)
+    durations.push_back(static_cast<double>(r.duration_ns()));
+  return ambient_mask(run.off_cpu_ns, durations, options);
+}
+
+Score score_run(const LabelledRun& run, const DetectionResult& r, const ScoringOptions& options,
+                bool with_faults) {
+  static const std::vector<FaultWindow> none;
+  return score(run.labels, r.flagged, with_faults ? run.faults : none, r.episodes, options,
+               ambient_of(run, options));
+}
+
 DetectorConfig config_for(const EvalOptions& options, const LabelledRun& run) {
   DetectorConfig c = options.detector;
   c.stages = run.series.stages;
@@ -117,12 +134,11 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
       Detector d = *trained;
       d.set_threshold(k);
       const DetectionResult r = run_detector(d, train_faults[i], train_faults[i].handover_delay_ns);
-      faults.merge(score(train_faults[i].labels, r.flagged, train_faults[i].faults, r.episodes,
-                         options.scoring));
+      faults.merge(score_run(train_faults[i], r, options.scoring, true));
       Detector c = *trained;
       c.set_threshold(k);
       const DetectionResult rc = run_detector(c, train_clean[i], train_clean[i].handover_delay_ns);
-      clean.merge(score(train_clean[i].labels, rc.flagged, {}, rc.episodes, options.scoring));
+      clean.merge(score_run(train_clean[i], rc, options.scoring, false));
     }
     Score all = faults;
     all.merge(clean);
@@ -147,7 +163,7 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
     const LabelledRun run = source(seed, true);
     Detector d = *trained;
     const DetectionResult r = run_detector(d, run, run.handover_delay_ns);
-    report.held_out.merge(score(run.labels, r.flagged, run.faults, r.episodes, options.scoring));
+    report.held_out.merge(score_run(run, r, options.scoring, true));
     report.eval_iterations += run.series.iterations.size();
     cost_sum += r.cost_ns_per_iteration;
     ++cost_runs;
@@ -172,7 +188,7 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
       const LabelledRun clean = source(seed, false);
       Detector c = *trained;
       const DetectionResult rc = run_detector(c, clean, clean.handover_delay_ns);
-      report.clean.merge(score(clean.labels, rc.flagged, {}, rc.episodes, options.scoring));
+      report.clean.merge(score_run(clean, rc, options.scoring, false));
       report.eval_iterations += clean.series.iterations.size();
       cost_sum += rc.cost_ns_per_iteration;
       ++cost_runs;
@@ -227,6 +243,19 @@ std::string EvalReport::to_text() const {
       "iterations per 10k)\n",
       clean.false_alarms, clean.clean_iterations, clean.false_alarms_per_10k,
       clean.flagged_clean_per_10k);
+  if (h.ambient_iterations + clean.ambient_iterations > 0) {
+    const uint64_t ambient = h.ambient_iterations + clean.ambient_iterations;
+    const uint64_t outside = h.raw_clean_iterations + clean.raw_clean_iterations;
+    out += fmt::format(
+        "  ambient interference      {} of {} iterations outside faults ({:.2f} %) were off CPU "
+        "(another process ran): not scored; {} alerts on them\n",
+        ambient, outside, outside == 0 ? 0.0 : 100.0 * ambient / outside,
+        h.ambient_alerts + clean.ambient_alerts);
+    out += fmt::format(
+        "  counting those as wrong   held-out precision {:.4f} F1 {:.4f}; pure variation {:.2f} "
+        "false alarms per 10k\n",
+        h.raw_precision, h.raw_f1, clean.raw_false_alarms_per_10k);
+  }
   out += fmt::format("  detector cost             {:.0f} ns per iteration (in-run wall clock)\n",
                      cost_ns_per_iteration);
   out += "  per fault kind            windows detected  iteration recall  blamed right\n";
@@ -279,7 +308,7 @@ OfflineDetection detect_series(const LabelledRun& run, DetectorConfig config, Al
   if (out.labelled && run.labels.size() == flagged.size()) {
     ScoringOptions so;
     so.scored_from = config.warmup;
-    out.score = score(run.labels, flagged, run.faults, episodes, so);
+    out.score = score(run.labels, flagged, run.faults, episodes, so, ambient_of(run, so));
   }
   return out;
 }

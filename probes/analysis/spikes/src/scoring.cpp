@@ -27,7 +27,25 @@ std::vector<uint8_t> labels_from_windows(const std::vector<FaultWindow>& windows
   return labels;
 }
 
+std::vector<uint8_t> ambient_mask(const std::vector<double>& off_cpu_ns,
+                                  const std::vector<double>& duration_ns,
+                                  const ScoringOptions& options) {
+  std::vector<uint8_t> mask(duration_ns.size(), 0);
+  for (size_t i = 0; i < off_cpu_ns.size() && i < duration_ns.size(); ++i) {
+    const double off = off_cpu_ns[i];
+    const double on = std::max(0.0, duration_ns[i] - off);
+    mask[i] = off > options.ambient_min_off_cpu_ns && off > options.ambient_min_off_cpu_share * on;
+  }
+  return mask;
+}
+
 void Score::finish() {
+  raw_precision = precision_of(tp, raw_fp);
+  raw_f1 = f1_of(raw_precision, recall_of(tp, fn));
+  raw_false_alarms_per_10k =
+      raw_clean_iterations == 0
+          ? 0.0
+          : 1e4 * static_cast<double>(raw_false_alarms) / static_cast<double>(raw_clean_iterations);
   precision = precision_of(tp, fp);
   recall = recall_of(tp, fn);
   f1 = f1_of(precision, recall);
@@ -62,6 +80,11 @@ void Score::merge(const Score& o) {
   alerts += o.alerts;
   false_alarms += o.false_alarms;
   clean_iterations += o.clean_iterations;
+  ambient_iterations += o.ambient_iterations;
+  ambient_alerts += o.ambient_alerts;
+  raw_fp += o.raw_fp;
+  raw_false_alarms += o.raw_false_alarms;
+  raw_clean_iterations += o.raw_clean_iterations;
   onset_delay_sum_ += o.onset_delay_sum_;
   onset_delay_max = std::max(onset_delay_max, o.onset_delay_max);
   latency_sum_ns_ += o.latency_sum_ns_;
@@ -89,27 +112,55 @@ nlohmann::json Score::to_json() const {
           {"onset_delay_iterations_max", onset_delay_max},
           {"alert_latency_ns_mean", latency_mean_ns},
           {"alert_latency_ns_p99", latency_p99_ns},
-          {"alert_latency_ns_max", latency_max_ns}};
+          {"alert_latency_ns_max", latency_max_ns},
+          {"ambient_iterations", ambient_iterations},
+          {"ambient_alerts", ambient_alerts},
+          {"raw",
+           {{"fp", raw_fp},
+            {"precision", raw_precision},
+            {"f1", raw_f1},
+            {"false_alarms", raw_false_alarms},
+            {"clean_iterations", raw_clean_iterations},
+            {"false_alarms_per_10k", raw_false_alarms_per_10k}}}};
 }
 
 Score score(const std::vector<uint8_t>& labels, const std::vector<uint8_t>& flagged,
             const std::vector<FaultWindow>& windows, const std::vector<AlertEpisode>& episodes,
-            const ScoringOptions& options) {
+            const ScoringOptions& options, const std::vector<uint8_t>& ambient) {
   if (labels.size() != flagged.size())
     throw std::invalid_argument("scoring: " + std::to_string(labels.size()) + " labels but " +
                                 std::to_string(flagged.size()) + " verdicts");
+  if (!ambient.empty() && ambient.size() != labels.size())
+    throw std::invalid_argument("scoring: " + std::to_string(labels.size()) + " labels but " +
+                                std::to_string(ambient.size()) + " ambient marks");
   const uint64_t n = labels.size();
   // Iterations just after a window: neither right nor wrong.
   std::vector<uint8_t> grace(n, 0);
   for (const FaultWindow& w : windows)
     for (uint64_t i = w.last + 1; i <= w.last + options.tolerance && i < n; ++i)
       if (!labels[i]) grace[i] = 1;
+  // Ambient interference outside faults, and the tolerance after it; prefix
+  // counts so an episode can ask whether it overlaps any.
+  std::vector<uint8_t> excused(n, 0);
+  for (uint64_t i = 0; i < ambient.size(); ++i)
+    if (ambient[i] && !labels[i])
+      for (uint64_t j = i; j <= i + options.tolerance && j < n && !labels[j]; ++j) excused[j] = 1;
+  std::vector<uint64_t> excused_before(n + 1, 0);
+  for (uint64_t i = 0; i < n; ++i) excused_before[i + 1] = excused_before[i] + excused[i];
 
   Score s;
   for (uint64_t i = options.scored_from; i < n; ++i) {
     if (grace[i]) continue;
-    ++s.iterations;
     const bool truth = labels[i] != 0, said = flagged[i] != 0;
+    if (!truth) {
+      ++s.raw_clean_iterations;
+      if (said) ++s.raw_fp;
+    }
+    if (excused[i]) {
+      ++s.ambient_iterations;
+      continue;
+    }
+    ++s.iterations;
     if (truth && said)
       ++s.tp;
     else if (truth)
@@ -143,7 +194,13 @@ Score score(const std::vector<uint8_t>& labels, const std::vector<uint8_t>& flag
     s.latency_sum_ns_ += e.latency_ns;
     const bool matched = std::any_of(windows.begin(), windows.end(),
                                      [&](const FaultWindow& w) { return overlaps(e, w); });
-    if (!matched) ++s.false_alarms;
+    if (matched) continue;
+    ++s.raw_false_alarms;
+    const uint64_t hi = std::min<uint64_t>(e.last + 1, n), lo = std::min<uint64_t>(e.first, hi);
+    if (excused_before[hi] > excused_before[lo])
+      ++s.ambient_alerts;
+    else
+      ++s.false_alarms;
   }
   s.finish();
   return s;

@@ -49,7 +49,8 @@ LabelledRun read_series_csv(const std::string& text, const std::string& origin) 
   std::string line;
   if (!std::getline(in, line)) throw SeriesError(origin + ": empty file (no header)");
   const std::vector<std::string> header = split(line);
-  int col_index = -1, col_start = -1, col_end = -1, col_duration = -1, col_fault = -1;
+  int col_index = -1, col_start = -1, col_end = -1, col_duration = -1, col_fault = -1,
+      col_off_cpu = -1;
   std::array<int, kFeatureCount> col_feature;
   col_feature.fill(-1);
   std::vector<int> stage_cols;
@@ -68,6 +69,8 @@ LabelledRun read_series_csv(const std::string& text, const std::string& origin) 
       col_duration = c;
     else if (h == "fault")
       col_fault = c;
+    else if (h == "off_cpu_ns")
+      col_off_cpu = c;
     else if (h == "gpu_busy_ns" || h == "gpu_idle_ns" || h == "launch_queue_ns" ||
              ends_with(h, "_gpu_ns"))
       continue;
@@ -114,6 +117,7 @@ LabelledRun read_series_csv(const std::string& text, const std::string& origin) 
       throw SeriesError(fmt::format("{}:{}: iterations must be in end order", origin, lineno));
     run.series.iterations.push_back(r);
     run.labels.push_back(col_fault >= 0 && get(col_fault) != 0 ? 1 : 0);
+    if (col_off_cpu >= 0) run.off_cpu_ns.push_back(get(col_off_cpu));
   }
   // Ground-truth windows from the label column (runs of 1s).
   for (size_t i = 0; i < run.labels.size(); ++i) {
@@ -140,14 +144,17 @@ std::string write_series_csv(const LabelledRun& run) {
   fmt::format_to(it, "iteration,start_ns,end_ns,duration_ns");
   for (const char* f : feature_names()) fmt::format_to(it, ",{}", f);
   for (const std::string& s : run.series.stages) fmt::format_to(it, ",{}_ns", s);
-  fmt::format_to(it, ",fault\n");
+  const bool off_cpu = run.off_cpu_ns.size() == run.series.iterations.size();
+  fmt::format_to(it, ",fault{}\n", off_cpu ? ",off_cpu_ns" : "");
   for (size_t i = 0; i < run.series.iterations.size(); ++i) {
     const IterationRecord& r = run.series.iterations[i];
     fmt::format_to(it, "{},{},{},{}", r.index, r.start_ns, r.end_ns, r.duration_ns());
     for (int f = 0; f < kFeatureCount; ++f) fmt::format_to(it, ",{}", feature_value(r.features, f));
     for (size_t s = 0; s < run.series.stages.size(); ++s)
       fmt::format_to(it, ",{:.0f}", r.stage_ns[s]);
-    fmt::format_to(it, ",{}\n", i < run.labels.size() ? static_cast<int>(run.labels[i]) : 0);
+    fmt::format_to(it, ",{}", i < run.labels.size() ? static_cast<int>(run.labels[i]) : 0);
+    if (off_cpu) fmt::format_to(it, ",{:.0f}", run.off_cpu_ns[i]);
+    fmt::format_to(it, "\n");
   }
   return fmt::to_string(out);
 }

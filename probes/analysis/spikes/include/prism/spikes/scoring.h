@@ -35,7 +35,20 @@ struct ScoringOptions {
   // nor false positives (an effect that outlives its injection, e.g. a cache
   // refill), and alerts that start there still match the window.
   uint64_t tolerance = 2;
+  // Ambient interference (measured runs): an iteration whose thread was off
+  // CPU for more than both of these was slowed by something outside the
+  // experiment (another process on a shared machine). Outside fault windows
+  // such iterations (and the tolerance after them) are not scored, and an
+  // alert they explain is an "ambient alert", not a false alarm.
+  double ambient_min_off_cpu_ns = 20'000;
+  double ambient_min_off_cpu_share = 0.05;  // of the iteration's on-CPU time
 };
+
+// 1 for each iteration that ambient interference slowed (see ScoringOptions);
+// all 0 when off_cpu_ns is empty.
+std::vector<uint8_t> ambient_mask(const std::vector<double>& off_cpu_ns,
+                                  const std::vector<double>& duration_ns,
+                                  const ScoringOptions& options);
 
 struct Score {
   // Iteration level.
@@ -52,6 +65,14 @@ struct Score {
   double flagged_clean_per_10k = 0;  // flagged iterations per 10,000 clean iterations
   // Delay from the start of a detected window to its first alert, in iterations.
   double onset_delay_mean = 0, onset_delay_max = 0;
+  // Ambient interference outside faults: iterations left unscored, alerts it explains.
+  uint64_t ambient_iterations = 0;
+  uint64_t ambient_alerts = 0;
+  // As if no interference were excused: every flag outside fault windows is
+  // wrong and every unmatched alert a false alarm.
+  uint64_t raw_fp = 0, raw_false_alarms = 0, raw_clean_iterations = 0;
+  double raw_false_alarms_per_10k = 0;
+  double raw_precision = 1, raw_f1 = 1;
   // Alert latency after the anomalous iteration ended.
   double latency_mean_ns = 0, latency_p99_ns = 0, latency_max_ns = 0;
 
@@ -62,7 +83,7 @@ struct Score {
  private:
   friend Score score(const std::vector<uint8_t>&, const std::vector<uint8_t>&,
                      const std::vector<FaultWindow>&, const std::vector<AlertEpisode>&,
-                     const ScoringOptions&);
+                     const ScoringOptions&, const std::vector<uint8_t>&);
   void finish();
   double onset_delay_sum_ = 0;
   double latency_sum_ns_ = 0;
@@ -77,10 +98,11 @@ double precision_of(uint64_t tp, uint64_t fp);
 double recall_of(uint64_t tp, uint64_t fn);
 double f1_of(double precision, double recall);
 
-// labels and flagged have one entry per iteration (same length; throws
-// std::invalid_argument otherwise). windows and episodes in iteration order.
+// labels and flagged (and ambient, when not empty) have one entry per
+// iteration (same length; throws std::invalid_argument otherwise). windows and
+// episodes in iteration order.
 Score score(const std::vector<uint8_t>& labels, const std::vector<uint8_t>& flagged,
             const std::vector<FaultWindow>& windows, const std::vector<AlertEpisode>& episodes,
-            const ScoringOptions& options = {});
+            const ScoringOptions& options = {}, const std::vector<uint8_t>& ambient = {});
 
 }  // namespace prism::spikes

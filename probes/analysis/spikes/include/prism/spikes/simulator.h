@@ -53,6 +53,10 @@ struct LabelledRun {
   // Per iteration, the time from its end until the detector could have it
   // (engine runs: bookkeeping after the step). Empty: zero.
   std::vector<double> handover_delay_ns;
+  // Per iteration, the time the engine thread was off CPU during the step
+  // (measured runs only; empty: unknown). Outside fault windows this is
+  // ambient interference from other processes, not workload variation.
+  std::vector<double> off_cpu_ns;
 };
 
 LabelledRun simulate(const SimulatorConfig& config);

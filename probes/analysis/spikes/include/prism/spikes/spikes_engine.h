@@ -36,6 +36,10 @@ struct EngineEvalConfig {
   uint64_t min_fault_len = 20, max_fault_len = 150;
   int token_budget = 256;
   int max_seqs = 32;
+  // Threads for the kernels (and OpenBLAS) during the run; 1 keeps the whole
+  // step on the calling thread, so its CPU time tells when the step was
+  // descheduled by something outside the experiment. 0: leave as configured.
+  int kernel_threads = 1;
   std::ostream* progress = nullptr;  // one line per run when set
 };
 
