@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
@@ -32,6 +33,7 @@ namespace {
 
 const std::string kAgent = PRISM_PROBE_AGENT;
 const std::string kProgram = PRISM_NVTX_STAGE_PROGRAM;
+const std::string kEngineProgram = PRISM_ENGINE_STAGE_PROGRAM;
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitized = true;
@@ -191,6 +193,104 @@ TEST_CASE("Probe-measured stage times match the program's own stage clock", "[pr
     }
   }
   CHECK(trace.marks.size() == 40);
+}
+
+TEST_CASE(
+    "Injected into the reference engine, the probe's stage times match the engine's own stage "
+    "clock",
+    "[probes][injection][engine]") {
+  TempDir dir;
+  const std::string clock = dir.path + "/clock.csv";
+  // 64 concurrent requests keep even the engine's shortest stage (schedule, about 1 µs) long
+  // enough to compare; three rounds give about 50 engine steps, prefill and decode.
+  const auto result = prism::test::run_process(
+      {kEngineProgram, "--requests", "64", "--prompt", "8", "--max-tokens", "16", "--rounds", "3",
+       "--clock", clock},
+      {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_START=1", "PRISM_PROBE_OUTPUT=" + dir.path,
+       "PRISM_PROBE_DIR=" + dir.path + "/sock"});
+  INFO(result.err);
+  REQUIRE(result.exit_code == 0);
+  const auto overhead_at = result.out.find("clock_overhead_ns=");
+  REQUIRE(overhead_at != std::string::npos);
+  // The engine's clock reads time inside each NVTX range (after the push, before the pop):
+  // every range holds one clock read and one record() that the truth leaves out. The program
+  // measures that cost on a scratch clock; it is the truth instrument's cost, not the probe's.
+  const double clock_cost = std::stod(result.out.substr(overhead_at + 18));
+  const std::string praw = find_praw(dir.path);
+  REQUIRE_FALSE(praw.empty());
+  const Trace trace = load_trace(praw);
+  CHECK(trace.complete);
+  CHECK(trace.dropped_host == 0);
+  const Breakdown b = analyze(trace, StageRules::builtin("prism"));
+  const auto truth = read_clock(clock);
+
+  std::map<std::string, uint64_t> truth_totals;
+  std::map<std::string, uint64_t> truth_counts;
+  std::vector<uint64_t> steps;  // engine step numbers in order
+  std::map<uint64_t, uint64_t> truth_iteration;
+  std::map<std::pair<uint64_t, std::string>, uint64_t> truth_stage_iteration;
+  for (const auto& row : truth) {
+    if (row.stage == "step") {
+      steps.push_back(row.iteration);
+      truth_iteration[row.iteration] = row.end - row.start;
+    } else {
+      truth_totals[row.stage] += row.end - row.start;
+      ++truth_counts[row.stage];
+      truth_stage_iteration[{row.iteration, row.stage}] += row.end - row.start;
+    }
+  }
+  std::sort(steps.begin(), steps.end());
+  REQUIRE(steps.size() >= 40);
+  REQUIRE(b.iterations.size() == steps.size());
+  CHECK(b.iteration_rule == "step");
+
+  // Per-stage totals within 2% of the engine's clock.
+  for (const char* stage :
+       {"schedule", "prefill", "decode", "attention", "mlp", "sample", "detokenize"}) {
+    const uint64_t total = truth_totals[stage];
+    REQUIRE(total > 0);
+    const uint64_t measured = b.totals[stage_index(b, stage)].host_ns;
+    const double expected =
+        static_cast<double>(total) + clock_cost * static_cast<double>(truth_counts[stage]);
+    INFO("stage " << stage << ": probe " << measured << " ns, engine clock " << total << " ns in "
+                  << truth_counts[stage] << " ranges, clock cost " << clock_cost << " ns/range");
+    CHECK(b.totals[stage_index(b, stage)].count == truth_counts[stage]);
+    // 2% of the total. For ranges of about a microsecond (schedule), 2% (about 25 ns) is below
+    // what the engine's clock itself resolves: on a loaded machine its clock read and record()
+    // miss the cache (100-200 ns) outside the truth but inside the NVTX range, so there the
+    // bound is 300 ns per range. Stages of 5 µs and more are held to 2% (sample, the forward
+    // pass) or to that bound, whichever is larger.
+    const double tolerance = std::max(0.02 * static_cast<double>(total),
+                                      300.0 * static_cast<double>(truth_counts[stage]));
+    CHECK(std::fabs(static_cast<double>(measured) - expected) <= tolerance);
+  }
+  // Per iteration within 50 µs, for the step and each stage in it.
+  for (size_t i = 0; i < b.iterations.size(); ++i) {
+    const Iteration& it = b.iterations[i];
+    const uint64_t step = steps[i];
+    INFO("iteration " << i << " (engine step " << step << ")");
+    CHECK(std::fabs(static_cast<double>(it.duration()) -
+                    static_cast<double>(truth_iteration.at(step))) <= 50000.0);
+    for (size_t s = 0; s < b.stages.size(); ++s) {
+      const auto found = truth_stage_iteration.find({step, b.stages[s]});
+      const double expected =
+          found == truth_stage_iteration.end() ? 0.0 : static_cast<double>(found->second);
+      INFO("stage " << b.stages[s]);
+      CHECK(std::fabs(static_cast<double>(it.stage_ns[s]) - expected) <= 50000.0);
+    }
+  }
+}
+
+TEST_CASE("The reference engine runs unchanged with a dormant agent and records nothing",
+          "[probes][injection][engine]") {
+  TempDir dir;
+  const auto result = prism::test::run_process(
+      {kEngineProgram, "--requests", "4", "--prompt", "8", "--max-tokens", "4", "--no-clock"},
+      {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_OUTPUT=" + dir.path,
+       "PRISM_PROBE_DIR=" + dir.path + "/sock"});
+  REQUIRE(result.exit_code == 0);
+  CHECK(result.out.find("tokens=16 ") != std::string::npos);
+  CHECK(find_praw(dir.path).empty());
 }
 
 TEST_CASE("A dormant agent records nothing and writes no trace", "[probes][injection]") {

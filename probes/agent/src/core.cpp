@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -22,9 +23,7 @@
 
 namespace prism::agent {
 
-std::atomic<bool> g_active{false};
-std::atomic<bool> g_gpu_active{false};
-bool g_use_tsc = false;
+HotFlags g_hot;
 
 namespace {
 
@@ -81,7 +80,7 @@ void sample_pair(uint64_t* ticks, uint64_t* ns) {
 }
 
 uint64_t ticks_to_ns(uint64_t ticks) {
-  if (!g_use_tsc) return ticks;
+  if (!g_hot.use_tsc) return ticks;
   const double delta = static_cast<double>(static_cast<int64_t>(ticks - g_calibration.base_ticks));
   return g_calibration.base_ns +
          static_cast<uint64_t>(static_cast<int64_t>(delta * g_calibration.ns_per_tick));
@@ -136,14 +135,17 @@ inline uint64_t hash_bytes(const char* text, size_t length) {
 enum BufferState : uint32_t { kInUse = 0, kRetired = 1, kFree = 2 };
 
 struct ThreadBuffer {
+  // The producer's line: what record_slow reads, so the collector's writes to tail do not
+  // evict it.
   alignas(64) std::atomic<uint64_t> head{0};  // producer
   uint64_t cached_tail = 0;                   // producer's view of tail
   std::atomic<uint64_t> dropped{0};
+  uint32_t mask = 0;
+  HostEvent* events = nullptr;
   alignas(64) std::atomic<uint64_t> tail{0};  // collector
   std::atomic<uint32_t> state{kInUse};
   std::atomic<uint32_t> tid{0};
-  uint32_t mask = 0;
-  HostEvent* events = nullptr;
+  bool populated = false;  // collector-only: every page of events is mapped
   ThreadBuffer* next = nullptr;
   // Collector-only: open push/pop ranges for live stats.
   static constexpr int kStackDepth = 64;
@@ -154,6 +156,11 @@ struct ThreadBuffer {
   bool comm_named = false;
 };
 std::atomic<ThreadBuffer*> g_buffers{nullptr};
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older kernels answer EINVAL
+#endif
+// Bytes of a new thread buffer mapped on the thread's first event (the rest by the collector).
+constexpr size_t kEagerBytes = 16 * 1024;
 pthread_key_t g_thread_key;
 thread_local ThreadBuffer* tls_buffer __attribute__((tls_model("initial-exec"))) = nullptr;
 thread_local uint32_t tls_tid __attribute__((tls_model("initial-exec"))) = 0;
@@ -251,7 +258,13 @@ ThreadBuffer* acquire_buffer() {
   auto* b = static_cast<ThreadBuffer*>(calloc(1, sizeof(ThreadBuffer)));
   if (b == nullptr) return nullptr;
   new (b) ThreadBuffer();
-  b->events = static_cast<HostEvent*>(calloc(g_config.buffer_events, sizeof(HostEvent)));
+  // A page fault on the first write to a page would land inside the host's range and inflate
+  // it; mapping the whole ring here would stall the thread's first event instead. So the first
+  // kEagerBytes are touched now and the collector populates the rest (populate_buffer).
+  const size_t bytes = g_config.buffer_events * sizeof(HostEvent);
+  void* events = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  b->events = events == MAP_FAILED ? nullptr : static_cast<HostEvent*>(events);
+  if (b->events != nullptr) memset(b->events, 0, bytes < kEagerBytes ? bytes : kEagerBytes);
   if (b->events == nullptr) {
     free(b);
     return nullptr;
@@ -363,11 +376,27 @@ void name_from_comm(ThreadBuffer* b) {
   if (!known) name_thread(tid, name);
 }
 
+// Maps the pages of a new thread buffer that acquire_buffer left to us, while the producer
+// may be writing its first events: MADV_POPULATE_WRITE (Linux 5.14) keeps the contents; older
+// kernels get an atomic add of zero per page, which keeps them too.
+void populate_buffer(ThreadBuffer* b) {
+  const size_t bytes = (static_cast<size_t>(b->mask) + 1) * sizeof(HostEvent);
+  b->populated = true;
+  if (bytes <= kEagerBytes) return;
+  char* rest = reinterpret_cast<char*>(b->events) + kEagerBytes;
+  if (madvise(rest, bytes - kEagerBytes, MADV_POPULATE_WRITE) == 0) return;
+  const long page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+  for (size_t offset = 0; offset < bytes - kEagerBytes; offset += static_cast<size_t>(page)) {
+    __atomic_fetch_add(reinterpret_cast<uint64_t*>(rest + offset), 0, __ATOMIC_RELAXED);
+  }
+}
+
 // Moves every thread's pending events into the ring. Caller holds g_lock.
 void drain_locked(uint64_t now_ns) {
   for (ThreadBuffer* b = g_buffers.load(std::memory_order_acquire); b != nullptr; b = b->next) {
     const uint32_t state = b->state.load(std::memory_order_acquire);
     if (state == kFree) continue;
+    if (PRISM_UNLIKELY(!b->populated)) populate_buffer(b);
     const uint64_t head = b->head.load(std::memory_order_acquire);
     uint64_t tail = b->tail.load(std::memory_order_relaxed);
     if (head != tail && !b->comm_named) name_from_comm(b);
@@ -570,9 +599,9 @@ bool ensure_capture_memory_locked() {
 }
 
 void stop_capture_locked(const char* why) {
-  g_active.store(false, std::memory_order_release);
-  if (g_gpu_active.load(std::memory_order_acquire)) {
-    g_gpu_active.store(false, std::memory_order_release);
+  g_hot.active.store(false, std::memory_order_release);
+  if (g_hot.gpu_active.load(std::memory_order_acquire)) {
+    g_hot.gpu_active.store(false, std::memory_order_release);
     pthread_mutex_unlock(&g_lock);
     cupti_flush();
     cupti_stop();
@@ -585,7 +614,7 @@ void* collector_main(void*) {
   // Calibrate the TSC against CLOCK_MONOTONIC off the host thread.
   uint64_t t1 = 0;
   uint64_t n1 = 0;
-  if (g_use_tsc) {
+  if (g_hot.use_tsc) {
     timespec pause{0, 20 * 1000 * 1000};
     nanosleep(&pause, nullptr);
     sample_pair(&t1, &n1);
@@ -608,7 +637,7 @@ void* collector_main(void*) {
     pthread_cond_timedwait(&g_wake, &g_lock, &deadline);
     if (g_stop_collector) break;
     const uint64_t now = monotonic_ns();
-    if (g_use_tsc && now - g_calibration.base_ns > 4 * last_refine_span) {
+    if (g_hot.use_tsc && now - g_calibration.base_ns > 4 * last_refine_span) {
       // A longer baseline gives a better rate; refine rarely so the mapping stays stable.
       uint64_t ticks = 0;
       uint64_t ns = 0;
@@ -618,7 +647,7 @@ void* collector_main(void*) {
       last_refine_span = ns - g_calibration.base_ns;
     }
     drain_locked(now);
-    if (g_active.load(std::memory_order_relaxed) && g_capture_deadline_ns != 0 &&
+    if (g_hot.active.load(std::memory_order_relaxed) && g_capture_deadline_ns != 0 &&
         now >= g_capture_deadline_ns) {
       stop_capture_locked("duration elapsed");
       drain_locked(monotonic_ns());
@@ -632,8 +661,8 @@ void* collector_main(void*) {
 void on_fork_child() {
   // The child has none of our threads and shares the parent's file: stay dormant forever.
   g_in_child = true;
-  g_active.store(false, std::memory_order_relaxed);
-  g_gpu_active.store(false, std::memory_order_relaxed);
+  g_hot.active.store(false, std::memory_order_relaxed);
+  g_hot.gpu_active.store(false, std::memory_order_relaxed);
   g_collector_running = false;
   pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
   g_lock = fresh;
@@ -668,9 +697,9 @@ void init_once() {
     return;
   }
   if (pthread_key_create(&g_thread_key, buffer_thread_exit) != 0) return;
-  g_use_tsc = tsc_is_usable();
+  g_hot.use_tsc = tsc_is_usable();
   sample_pair(&g_calibration.base_ticks, &g_calibration.base_ns);
-  if (!g_use_tsc) g_calibration.ready = true;
+  if (!g_hot.use_tsc) g_calibration.ready = true;
   pthread_atfork(nullptr, nullptr, on_fork_child);
   g_initialized.store(true, std::memory_order_release);
 
@@ -711,7 +740,7 @@ __attribute__((destructor)) void agent_shutdown() {
   if (!g_initialized.load(std::memory_order_acquire) || g_in_child || getpid() != g_init_pid)
     return;
   control_server_stop();
-  const bool was_active = g_active.load(std::memory_order_acquire);
+  const bool was_active = g_hot.active.load(std::memory_order_acquire);
   pthread_mutex_lock(&g_lock);
   if (was_active) stop_capture_locked("process exit");
   g_stop_collector = true;
@@ -827,7 +856,10 @@ uint64_t next_range_id() {
 }
 
 void record_slow(uint16_t kind, uint32_t name, uint32_t domain, uint64_t arg) {
-  const uint64_t ticks = now_ticks();
+  // Ends are stamped on entry and beginnings as late as possible, so the agent's own work
+  // (a thread's first buffer, the ring check) stays outside the ranges it measures.
+  const bool opens = kind == PRISM_EV_PUSH || kind == PRISM_EV_RANGE_START;
+  uint64_t ticks = opens ? 0 : now_ticks();
   ThreadBuffer* b = tls_buffer;
   if (PRISM_UNLIKELY(b == nullptr)) {
     b = acquire_buffer();
@@ -843,6 +875,7 @@ void record_slow(uint16_t kind, uint32_t name, uint32_t domain, uint64_t arg) {
     }
   }
   HostEvent& e = b->events[head & b->mask];
+  if (opens) ticks = now_ticks();
   e.ticks = ticks;
   e.arg = arg;
   e.name = name;
@@ -899,7 +932,7 @@ void agent_start(const StartOptions& options) {
     say("cannot allocate the flight recorder; staying dormant");
     return;
   }
-  const bool restarting = g_active.load(std::memory_order_acquire);
+  const bool restarting = g_hot.active.load(std::memory_order_acquire);
   drain_locked(monotonic_ns());  // whatever came before belongs to no capture of ours
   if (!restarting || !g_capture_ever) {
     g_capture_begin = g_ring_write;
@@ -916,10 +949,10 @@ void agent_start(const StartOptions& options) {
   const bool want_gpu = (options.activities & control::kActivityGpu) != 0;
   pthread_mutex_unlock(&g_lock);
 
-  if (want_gpu && !g_gpu_active.load(std::memory_order_acquire)) {
+  if (want_gpu && !g_hot.gpu_active.load(std::memory_order_acquire)) {
     char why[160] = {};
     if (cupti_start(why, sizeof(why))) {
-      g_gpu_active.store(true, std::memory_order_release);
+      g_hot.gpu_active.store(true, std::memory_order_release);
       snprintf(g_cupti_state, sizeof(g_cupti_state), "on");
     } else {
       static std::atomic<bool> said{false};
@@ -928,13 +961,13 @@ void agent_start(const StartOptions& options) {
       add_info("cupti", why);
     }
   }
-  g_active.store(true, std::memory_order_release);
+  g_hot.active.store(true, std::memory_order_release);
 }
 
 void agent_stop() {
   if (!g_initialized.load(std::memory_order_acquire)) return;
   pthread_mutex_lock(&g_lock);
-  if (g_active.load(std::memory_order_acquire)) stop_capture_locked("stop");
+  if (g_hot.active.load(std::memory_order_acquire)) stop_capture_locked("stop");
   drain_locked(monotonic_ns());
   pthread_mutex_unlock(&g_lock);
 }
@@ -947,7 +980,7 @@ size_t agent_status(char* buffer, size_t size) {
     dropped += b->dropped.load(std::memory_order_relaxed);
     ++threads;
   }
-  const bool active = g_active.load(std::memory_order_acquire);
+  const bool active = g_hot.active.load(std::memory_order_acquire);
   const uint64_t captured = g_capture_ever ? g_ring_write - g_capture_begin : 0;
   const uint64_t elapsed = g_capture_ever ? monotonic_ns() - g_capture_start_ns : 0;
   const int n = snprintf(

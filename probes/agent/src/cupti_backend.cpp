@@ -307,7 +307,7 @@ PRISM_EXPORT int InitializeInjection(void) {
   g_cuda_injected = true;
   agent_init("cuda");
   const char* activities = getenv("PRISM_PROBE_ACTIVITIES");
-  if (g_active.load() && !g_gpu_active.load() &&
+  if (g_hot.active.load() && !g_hot.gpu_active.load() &&
       (activities == nullptr || strstr(activities, "gpu") != nullptr)) {
     StartOptions options;
     options.activities = 3;

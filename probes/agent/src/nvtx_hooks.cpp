@@ -18,7 +18,7 @@ namespace {
 thread_local uint32_t tls_range_seq __attribute__((tls_model("initial-exec"))) = 0;
 
 inline bool dormant() {
-  return PRISM_LIKELY(!g_active.load(std::memory_order_relaxed));
+  return PRISM_LIKELY(!g_hot.active.load(std::memory_order_relaxed));
 }
 
 uint32_t name_of(const nvtxEventAttributes_t* attributes) {
@@ -49,7 +49,7 @@ inline uint64_t new_range_id() {
 
 inline void push(uint32_t name, uint32_t domain) {
   uint64_t external = 0;
-  if (PRISM_UNLIKELY(g_gpu_active.load(std::memory_order_relaxed))) {
+  if (PRISM_UNLIKELY(g_hot.gpu_active.load(std::memory_order_relaxed))) {
     external = new_range_id();
     cupti_push_external(external);
   }
@@ -58,7 +58,7 @@ inline void push(uint32_t name, uint32_t domain) {
 
 inline void pop(uint32_t domain) {
   record(PRISM_EV_POP, 0, domain, 0);
-  if (PRISM_UNLIKELY(g_gpu_active.load(std::memory_order_relaxed))) cupti_pop_external();
+  if (PRISM_UNLIKELY(g_hot.gpu_active.load(std::memory_order_relaxed))) cupti_pop_external();
 }
 
 inline nvtxRangeId_t start(uint32_t name, uint32_t domain) {
