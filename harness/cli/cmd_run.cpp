@@ -6,11 +6,13 @@
 #include <iostream>
 
 #include <fmt/core.h>
+#include <fmt/format.h>
 
 #include "commands.h"
 #include "prism/harness/clock.h"
 #include "prism/harness/engine_target.h"
 #include "prism/harness/runner.h"
+#include "prism/harness/suite.h"
 #include "prism/workloads/workload_json.h"
 
 namespace prism::cli {
@@ -37,6 +39,7 @@ class ProgressPrinter {
     last_tokens_ = p.output_tokens;
     last_done_ = p.done;
     if (tty_) {
+      drawn_ = true;
       constexpr int kWidth = 30;
       const double fraction = p.planned > 0 ? static_cast<double>(p.done) / p.planned : 0.0;
       const int filled = static_cast<int>(fraction * kWidth);
@@ -55,15 +58,134 @@ class ProgressPrinter {
   }
 
   void finish() {
-    if (tty_) fmt::print(stderr, "\n");
+    if (tty_ && drawn_) fmt::print(stderr, "\n");
+    drawn_ = false;
+  }
+
+  // A new run starts (the main job runs several): its clock starts at zero.
+  void restart() {
+    finish();
+    last_elapsed_ = 0;
+    last_tokens_ = 0;
+    last_done_ = 0;
   }
 
  private:
   bool tty_;
+  bool drawn_ = false;
   double last_elapsed_ = 0;
   std::uint64_t last_tokens_ = 0;
   std::uint64_t last_done_ = 0;
 };
+
+// Installs SIGINT/SIGTERM handlers that set g_interrupt, restoring the old ones on scope exit.
+class InterruptScope {
+ public:
+  InterruptScope() {
+    g_interrupt.store(0);
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~InterruptScope() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+// `prism run` with no workload: the standard suite on the in-process engine.
+template <typename Options>
+int run_main_job(const Options& o) {
+  const bool engine = o.target == "engine" || o.target.rfind("engine:", 0) == 0;
+  if (!engine) {
+    std::cerr << "prism run: --workload is required with an openai: target (the main job "
+                 "without --workload runs the in-process engine)\n";
+    return kExitUsage;
+  }
+  std::vector<std::string> per_workload;
+  if (o.rate > 0) per_workload.push_back("--rate");
+  if (o.concurrency > 0) per_workload.push_back("--concurrency");
+  if (!o.output.empty()) per_workload.push_back("--output");
+  if (o.max_requests > 0) per_workload.push_back("--max-requests");
+  if (o.duration > 0) per_workload.push_back("--duration");
+  if (o.warmup > 0) per_workload.push_back("--warmup");
+  if (!per_workload.empty()) {
+    std::cerr << "prism run: " << fmt::format("{}", fmt::join(per_workload, ", "))
+              << " apply to --workload runs; the main job's workloads fix their own load "
+                 "(use --out-dir for its files)\n";
+    return kExitUsage;
+  }
+  harness::SuiteOptions suite;
+  suite.model = o.target.size() > 7 ? o.target.substr(7) : "small";
+  suite.size = harness::suite_size_from_string(o.size);
+  suite.seed = o.seed;
+  suite.only = o.only;
+  suite.output_dir = o.out_dir;
+  suite.store_path = o.db;
+  suite.report = !o.no_report;
+  suite.figures = !o.no_figures;
+  suite.measure_environment = true;
+  try {
+    if (!o.slo.empty()) suite.metrics.slo = harness::parse_slo(o.slo);
+  } catch (const std::exception& e) {
+    std::cerr << "prism run: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  suite.interrupt = &g_interrupt;
+  auto progress = std::make_shared<ProgressPrinter>();
+  if (!o.quiet) {
+    suite.on_progress = [progress](const std::string&, const harness::LoadProgress& p) {
+      (*progress)(p);
+    };
+    suite.log = [progress](const std::string& line) {
+      progress->restart();
+      std::cerr << "prism run: " << line << "\n";
+    };
+  }
+  harness::SuiteOutcome outcome;
+  {
+    InterruptScope interrupts;
+    try {
+      outcome = harness::run_suite(suite);
+    } catch (const std::exception& e) {
+      progress->finish();
+      std::cerr << "prism run: " << e.what() << "\n";
+      return kExitFailure;
+    }
+  }
+  progress->finish();
+  for (std::size_t i = 0; i < outcome.runs.size(); ++i) {
+    std::cout << "== " << outcome.runs[i].run.workload.value("name", std::string()) << " ("
+              << outcome.run_files[i] << ")\n"
+              << harness::format_summary(outcome.runs[i].metrics) << "\n";
+  }
+  std::cout << outcome.table << "\n";
+  if (outcome.report)
+    std::cout << "Report: " << outcome.report->markdown_path << ", " << outcome.report->html_path
+              << "\n";
+  for (const auto& w : outcome.warnings) std::cerr << "prism run: warning: " << w << "\n";
+  if (!outcome.complete) {
+    std::cerr << "prism run: incomplete: " << outcome.incomplete_reason
+              << "; what was measured is in " << o.out_dir << "\n";
+    const int sig = g_interrupt.load();
+    return sig != 0 ? 128 + sig : kExitFailure;
+  }
+  std::size_t failed = 0;
+  for (const auto& r : outcome.runs) failed += r.metrics.failed;
+  if (failed > 0) {
+    std::cerr << "prism run: " << failed << " requests failed (see the run files)\n";
+    return kExitFailure;
+  }
+  return kExitOk;
+}
 
 }  // namespace
 
@@ -93,6 +215,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
     std::uint64_t seed = 0;
     bool measure_environment = false;
     bool quiet = false;
+    // The main job (no --workload).
+    std::string size = "standard";
+    std::vector<std::string> only;
+    std::string out_dir = "results/main";
+    std::string db = "results/prism.db";
+    bool no_report = false;
+    bool no_figures = false;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("run",
@@ -105,8 +234,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
          "the in-process reference engine")
       ->capture_default_str();
   cmd->add_option("--model", o->model, "Model name sent in every request (required for openai:)");
-  cmd->add_option("--workload", o->workload, "Workload spec file (JSON, see workloads/README.md)")
-      ->required();
+  cmd->add_option("--workload", o->workload,
+                  "Workload spec file (JSON, see workloads/README.md); without it, the main job: "
+                  "the standard long-context, RAG and multi-turn suite on the engine target");
   cmd->add_option("--rate", o->rate, "Open loop: Poisson session starts at R per second")
       ->check(CLI::PositiveNumber);
   cmd->add_option(
@@ -142,7 +272,23 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--measure-environment", o->measure_environment,
                 "Measure memory bandwidth and sgemm peak for the environment record (about 2 s)");
   cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
+  cmd->add_option("--size", o->size, "Main job: smoke (seconds, for tests) or standard (minutes)")
+      ->check(CLI::IsMember({"smoke", "standard"}))
+      ->capture_default_str();
+  cmd->add_option("--only", o->only, "Main job: only these workloads (long-context,rag,multi-turn)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"long-context", "rag", "multi-turn"}));
+  cmd->add_option("--out-dir", o->out_dir, "Main job: run files and report go here")
+      ->capture_default_str();
+  cmd->add_option("--db", o->db, "Main job: result store the runs are added to ('' for none)")
+      ->capture_default_str();
+  cmd->add_flag("--no-report", o->no_report, "Main job: do not write report.md / report.html");
+  cmd->add_flag("--no-figures", o->no_figures, "Main job: report without gnuplot figures");
   cmd->callback([o, &exit_code] {
+    if (o->workload.empty()) {
+      exit_code = run_main_job(*o);
+      return;
+    }
     harness::RunSpec spec;
     const bool engine = o->target == "engine" || o->target.rfind("engine:", 0) == 0;
     try {
@@ -210,27 +356,18 @@ void add_run_command(CLI::App& app, int& exit_code) {
     if (!o->quiet)
       spec.load.on_progress = [progress](const harness::LoadProgress& p) { (*progress)(p); };
 
-    g_interrupt.store(0);
-    struct sigaction action {};
-    action.sa_handler = on_interrupt;
-    sigemptyset(&action.sa_mask);
-    struct sigaction old_int {
-    }, old_term{};
-    sigaction(SIGINT, &action, &old_int);
-    sigaction(SIGTERM, &action, &old_term);
     harness::RunOutcome outcome;
-    try {
-      outcome = harness::execute_run(std::move(spec));
-    } catch (const std::exception& e) {
-      sigaction(SIGINT, &old_int, nullptr);
-      sigaction(SIGTERM, &old_term, nullptr);
-      progress->finish();
-      std::cerr << "prism run: " << e.what() << "\n";
-      exit_code = kExitFailure;
-      return;
+    {
+      InterruptScope interrupts;
+      try {
+        outcome = harness::execute_run(std::move(spec));
+      } catch (const std::exception& e) {
+        progress->finish();
+        std::cerr << "prism run: " << e.what() << "\n";
+        exit_code = kExitFailure;
+        return;
+      }
     }
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
     progress->finish();
     if (!outcome.tokenizer_note.empty())
       std::cerr << "prism run: note: " << outcome.tokenizer_note << "\n";

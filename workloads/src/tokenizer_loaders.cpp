@@ -164,9 +164,18 @@ bool byte_level_decode(std::string_view s, std::string& out) {
   return true;
 }
 
+// $PRISM_CACHE, else ./.cache when it exists (running from the checkout), else
+// the checkout's .cache this binary was built from, so `prism` works from any
+// directory after scripts/setup.
 std::string cache_dir() {
   const char* env = std::getenv("PRISM_CACHE");
-  return env && *env ? std::string(env) : std::string(".cache");
+  if (env && *env) return env;
+  std::error_code ec;
+  if (std::filesystem::is_directory(".cache", ec)) return ".cache";
+#ifdef PRISM_SOURCE_CACHE_DIR
+  if (std::filesystem::is_directory(PRISM_SOURCE_CACHE_DIR, ec)) return PRISM_SOURCE_CACHE_DIR;
+#endif
+  return ".cache";
 }
 
 bool is_tiktoken_name(const std::string& n) {
