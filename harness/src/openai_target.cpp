@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -138,7 +139,14 @@ struct OpenAiTarget::Impl {
 
   std::mutex mutex;
   std::condition_variable cancelled_cv;
-  std::deque<TargetRequest> submitted;
+  // Encoded on the submitting thread, so that building a long prompt's body
+  // never delays the I/O thread's timestamps of other streams.
+  struct Submission {
+    TargetRequest request;
+    Wire wire;
+    std::string encode_error;  // the body could not be built (e.g. an id outside the vocabulary)
+  };
+  std::deque<Submission> submitted;
   std::uint64_t cancel_requested = 0;  // generations, guarded by mutex
   std::uint64_t cancel_done = 0;
 
@@ -173,6 +181,7 @@ struct OpenAiTarget::Impl {
   Wire encode(const TargetRequest& r, bool allow_token_ids) const {
     Wire wire;
     wire.chat = use_chat(r);
+    bool splice_ids = false;  // the token ids are written into the body after dump()
     nlohmann::json body = nlohmann::json::object();
     body["model"] = options.model;
     if (wire.chat) {
@@ -189,10 +198,10 @@ struct OpenAiTarget::Impl {
       wire.token_ids = allow_token_ids && all_tokens &&
                        options.prompt_format != PromptFormat::kText &&
                        !(options.prompt_format == PromptFormat::kAuto && token_ids_refused.load());
-      if (wire.token_ids) {
-        std::vector<std::int32_t> ids;
-        for (const auto& m : r.messages) ids.insert(ids.end(), m.tokens.begin(), m.tokens.end());
-        body["prompt"] = std::move(ids);
+      const bool prompt_in_extra =
+          options.extra_body.is_object() && options.extra_body.contains("prompt");
+      if (wire.token_ids && !prompt_in_extra) {
+        splice_ids = true;
       } else {
         std::string text;
         for (const auto& m : r.messages) {
@@ -215,8 +224,33 @@ struct OpenAiTarget::Impl {
     if (options.extra_body.is_object()) {
       for (const auto& [key, value] : options.extra_body.items()) body[key] = value;
     }
-    wire.body = body.dump();
+    // Replies and detokenized prompts may hold invalid UTF-8 (a byte-level
+    // BPE token can be half a character): replace it rather than throw.
+    wire.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (splice_ids) splice_token_ids(wire.body, r.messages);
     return wire;
+  }
+
+  // A 128K-token prompt is a JSON array of 128K numbers: written straight
+  // from the messages with to_chars into the dumped body rather than built
+  // as a json array of 128K nodes, so a long context is cheap to encode.
+  static void splice_token_ids(std::string& body, const std::vector<Message>& messages) {
+    std::size_t count = 0;
+    for (const auto& m : messages) count += m.tokens.size();
+    std::string prompt = "\"prompt\":[";
+    prompt.reserve(prompt.size() + count * 7 + 2);
+    char digits[16];
+    bool first = true;
+    for (const auto& m : messages) {
+      for (std::int32_t id : m.tokens) {
+        if (!first) prompt.push_back(',');
+        first = false;
+        const auto r = std::to_chars(digits, digits + sizeof digits, id);
+        prompt.append(digits, r.ptr);
+      }
+    }
+    prompt += body.size() > 2 ? "]," : "]";
+    body.insert(1, prompt);  // after the opening brace
   }
 
   // ---- I/O thread ----------------------------------------------------------
@@ -437,10 +471,9 @@ struct OpenAiTarget::Impl {
     pool.push_back(t);
   }
 
-  void launch(TargetRequest request) {
+  void launch(TargetRequest request, Wire wire) {
     Transfer* t = acquire();
     t->parser = SseParser(options.max_event_bytes);
-    Wire wire = encode(request, true);
     t->request = std::move(request);
     t->body = std::move(wire.body);
     t->token_ids = wire.token_ids;
@@ -501,9 +534,19 @@ struct OpenAiTarget::Impl {
           // The server refuses token-id prompts: from now on send text, and
           // resend this request as text (its schedule time is unchanged).
           token_ids_refused.store(true);
+          Wire wire;
+          try {
+            wire = encode(t->request, true);
+          } catch (const std::exception& e) {
+            error.error_class = ErrorClass::kOther;
+            error.message = fmt::format("cannot resend the prompt as text: {}", e.what());
+            sink->on_error(t->request.id, now, t->usage, error);
+            release(t);
+            return;
+          }
           TargetRequest again = std::move(t->request);
           release(t);
-          launch(std::move(again));
+          launch(std::move(again), std::move(wire));
           return;
         }
         error.error_class = ErrorClass::kHttpStatus;
@@ -585,7 +628,7 @@ struct OpenAiTarget::Impl {
   }
 
   void take_submissions() {
-    std::deque<TargetRequest> batch;
+    std::deque<Submission> batch;
     bool cancel = false;
     std::uint64_t generation = 0;
     {
@@ -602,7 +645,16 @@ struct OpenAiTarget::Impl {
       }
       cancelled_cv.notify_all();
     }
-    for (auto& r : batch) launch(std::move(r));
+    for (auto& s : batch) {
+      if (!s.encode_error.empty()) {
+        TargetError error;
+        error.error_class = ErrorClass::kOther;
+        error.message = "cannot build the request body: " + s.encode_error;
+        sink->on_error(s.request.id, monotonic_ns(), Usage{}, error);
+        continue;
+      }
+      launch(std::move(s.request), std::move(s.wire));
+    }
   }
 
   void loop() {
@@ -644,11 +696,11 @@ struct OpenAiTarget::Impl {
       std::lock_guard lock(mutex);
       cancel_done = cancel_requested;
       // Requests submitted but never launched still owe the sink an answer.
-      for (const auto& r : submitted) {
+      for (const auto& s : submitted) {
         TargetError error;
         error.cancelled = true;
         error.message = "cancelled: target shut down";
-        sink->on_error(r.id, monotonic_ns(), Usage{}, error);
+        sink->on_error(s.request.id, monotonic_ns(), Usage{}, error);
       }
       submitted.clear();
     }
@@ -678,9 +730,16 @@ void OpenAiTarget::start(ResponseSink& sink) {
 
 void OpenAiTarget::submit(TargetRequest request) {
   if (!impl_->io.joinable()) throw std::logic_error("OpenAiTarget::submit before start");
+  Impl::Submission s;
+  try {
+    s.wire = impl_->encode(request, true);
+  } catch (const std::exception& e) {
+    s.encode_error = e.what();
+  }
+  s.request = std::move(request);
   {
     std::lock_guard lock(impl_->mutex);
-    impl_->submitted.push_back(std::move(request));
+    impl_->submitted.push_back(std::move(s));
   }
   impl_->wake();
 }

@@ -5,12 +5,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
+#include <stdexcept>
 
 #include "harness_test_support.h"
+#include "prism/harness/clock.h"
 #include "prism/harness/load_generator.h"
 #include "prism/harness/mock_server.h"
 #include "prism/harness/openai_target.h"
+#include "prism/results/run_file.h"
 
 using prism::harness::LoadOptions;
 using prism::harness::MockServer;
@@ -289,4 +293,158 @@ TEST_CASE("With random faults the run goes on and every request is accounted for
   REQUIRE(classes[ErrorClass::kNone] + classes[ErrorClass::kHttpStatus] +
               classes[ErrorClass::kStreamCut] + classes[ErrorClass::kMalformedSse] ==
           40);
+}
+
+TEST_CASE("Every fault class at once: each is recorded as its class and the run goes on") {
+  MockServerOptions mock;
+  mock.ttft_ms = 2;
+  mock.itl_ms = 1;
+  mock.error_rate = 0.12;
+  mock.cut_rate = 0.12;
+  mock.stall_rate = 0.12;
+  mock.malformed_rate = 0.12;
+  mock.oversized_rate = 0.12;
+  mock.slow_header_rate = 0.12;
+  mock.slow_header_ms = 50;
+  mock.oversized_bytes = 256 << 10;
+  mock.seed = 5;
+  MockServer server(mock);
+  server.start();
+  auto options = target_for(server);
+  options.request_timeout_s = 1.0;  // ends the stalled streams
+  options.max_event_bytes = 64 << 10;
+  const auto obs = run(options, 60, 6);
+  REQUIRE(obs.size() == 60);
+  std::map<ErrorClass, int> classes;
+  for (const auto& o : obs) {
+    ++classes[o.error];
+    REQUIRE(o.status != RequestStatus::kCancelled);
+    if (o.error == ErrorClass::kNone) REQUIRE(o.completion_tokens == 6);
+  }
+  for (auto c : {ErrorClass::kNone, ErrorClass::kHttpStatus, ErrorClass::kStreamCut,
+                 ErrorClass::kTimeout, ErrorClass::kMalformedSse, ErrorClass::kOversized}) {
+    INFO("class " << prism::results::to_string(c));
+    REQUIRE(classes[c] > 0);
+  }
+  int faults_by_mock = 0;
+  for (const auto& r : server.records()) {
+    if (r.fault != prism::harness::MockFault::kNone &&
+        r.fault != prism::harness::MockFault::kSlowHeaders)
+      ++faults_by_mock;
+  }
+  REQUIRE(60 - classes[ErrorClass::kNone] == faults_by_mock);
+}
+
+TEST_CASE("Open-loop requests over HTTP are sent when due while earlier ones still stream") {
+  MockServerOptions mock;
+  mock.ttft_ms = 300;  // nothing completes before the last request is due
+  mock.itl_ms = 1;
+  MockServer server(mock);
+  server.start();
+  OpenAiTarget target(target_for(server));
+  const auto w = prism::test::open_loop_workload(20, 0.005, 2);
+  const auto result = prism::harness::run_load(w, target, LoadOptions{});
+  REQUIRE(result.observations.size() == 20);
+  double first_completion = 1e9;
+  for (const auto& o : result.observations)
+    first_completion = std::min(first_completion, o.completed_s);
+  for (std::size_t i = 0; i < 20; ++i) {
+    const auto& o = result.observations[i];
+    REQUIRE(o.status == RequestStatus::kOk);
+    REQUIRE(o.scheduled_s == Approx(0.005 * static_cast<double>(i)).margin(1e-6));
+    REQUIRE(o.sent_s >= o.scheduled_s);
+    REQUIRE(o.sent_s < first_completion);
+  }
+  REQUIRE(server.records().size() == 20);
+}
+
+TEST_CASE(
+    "Against the mock, time waiting for a concurrency slot is in TTFT but not in the server's") {
+  MockServerOptions mock;
+  mock.ttft_ms = 30;
+  mock.itl_ms = 1;
+  MockServer server(mock);
+  server.start();
+  OpenAiTarget target(target_for(server));
+  const auto w = prism::test::open_loop_workload(4, 0.0, 2);  // all due at t = 0
+  LoadOptions options;
+  options.concurrency = 1;
+  const auto result = prism::harness::run_load(w, target, options);
+  REQUIRE(result.observations.size() == 4);
+  std::map<std::string, prism::harness::MockRecord> truth;
+  for (const auto& r : server.records()) truth[r.request_id] = r;
+  std::vector<double> sent;
+  for (const auto& o : result.observations) {
+    REQUIRE(o.status == RequestStatus::kOk);
+    sent.push_back(o.sent_s);
+  }
+  std::sort(sent.begin(), sent.end());
+  const auto& last = *std::max_element(
+      result.observations.begin(), result.observations.end(),
+      [](const Observation& a, const Observation& b) { return a.sent_s < b.sent_s; });
+  const auto& r = truth.at("prism-" + std::to_string(last.request_id));
+  const double server_ttft = prism::harness::ns_to_s(r.chunk_sent_ns.at(0) - r.received_ns);
+  const double measured_ttft = last.token_times_s.front() - last.scheduled_s;
+  // Three requests of at least 30 ms each ran before it: that wait is its TTFT too.
+  REQUIRE(last.sent_s - last.scheduled_s >= 3 * 0.030);
+  REQUIRE(measured_ttft >= server_ttft + 3 * 0.030);
+}
+
+TEST_CASE("A long token-id prompt is written exactly, and an empty prompt is an empty array") {
+  OpenAiTargetOptions o;
+  o.url = "http://127.0.0.1:1";
+  o.model = "m";
+  OpenAiTarget target(o);
+  prism::harness::TargetRequest r;
+  std::vector<std::int32_t> ids(131072);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<std::int32_t>((i * 7919) % 128256);
+  r.messages.push_back({prism::harness::Role::kSystem, {ids.begin(), ids.begin() + 5}, {}});
+  r.messages.push_back({prism::harness::Role::kUser, {ids.begin() + 5, ids.end()}, {}});
+  r.max_output_tokens = 3;
+  auto body = nlohmann::json::parse(target.encode(r).body);
+  REQUIRE(body["prompt"].get<std::vector<std::int32_t>>() == ids);
+  REQUIRE(body["model"] == "m");
+  r.messages = {{prism::harness::Role::kUser, {}, {}}};
+  body = nlohmann::json::parse(target.encode(r).body);
+  REQUIRE(body["prompt"] == nlohmann::json::array());
+  REQUIRE(body["max_tokens"] == 3);
+}
+
+TEST_CASE("Invalid UTF-8 in a text prompt or a reply is replaced, not thrown") {
+  OpenAiTargetOptions o;
+  o.url = "http://127.0.0.1:1";
+  o.model = "m";
+  o.prompt_format = prism::harness::PromptFormat::kText;
+  o.detokenize = [](std::span<const std::int32_t>) { return std::string("caf\xC3"); };
+  OpenAiTarget target(o);
+  prism::harness::TargetRequest r;
+  r.messages.push_back({prism::harness::Role::kUser, {1, 2}, {}});
+  const auto body = nlohmann::json::parse(target.encode(r).body);
+  REQUIRE(body["prompt"] == "caf\xEF\xBF\xBD");
+  r.turn = 1;
+  r.messages.push_back({prism::harness::Role::kAssistant, {}, "\xFF ok"});
+  const auto chat = nlohmann::json::parse(target.encode(r).body);
+  REQUIRE(chat["messages"][1]["content"] == "\xEF\xBF\xBD ok");
+}
+
+TEST_CASE("A prompt that cannot be detokenized fails only its own request") {
+  MockServerOptions mock;
+  mock.ttft_ms = 1;
+  mock.itl_ms = 1;
+  MockServer server(mock);
+  server.start();
+  auto options = target_for(server);
+  options.prompt_format = prism::harness::PromptFormat::kText;
+  options.detokenize = [](std::span<const std::int32_t> ids) {
+    if (ids.front() == 97) throw std::out_of_range("token id 97 is not in the vocabulary");
+    return prism::harness::synthetic_text(ids);
+  };
+  const auto obs = run(options, 3, 2);  // only the first prompt starts with id 97
+  REQUIRE(obs.size() == 3);
+  REQUIRE(obs[0].status == RequestStatus::kError);
+  REQUIRE(obs[0].error == ErrorClass::kOther);
+  REQUIRE_THAT(obs[0].error_message, Catch::Contains("token id 97 is not in the vocabulary"));
+  REQUIRE(obs[1].status == RequestStatus::kOk);
+  REQUIRE(obs[2].status == RequestStatus::kOk);
 }

@@ -97,6 +97,15 @@ TEST_CASE("The same seed gives identical bytes and another seed different bytes"
     syn.requests = 10;
     syn.input_tokens = Distribution::parse("lognormal:100:0.5", "input");
     out.push_back(serialize_workload(generate_synthetic(syn, common(seed), bytes())));
+    // Trace replay: lengths and times come from the trace, token content from the seed.
+    TraceOptions trace;
+    trace.path = temp_file("seeded.jsonl",
+                           "{\"timestamp\": 0, \"input_length\": 600, \"output_length\": 3, "
+                           "\"hash_ids\": [7]}\n"
+                           "{\"timestamp\": 40, \"input_length\": 520, \"output_length\": 2, "
+                           "\"hash_ids\": [7]}\n");
+    out.push_back(serialize_workload(generate_trace(trace, common(seed), bytes())));
+    std::filesystem::remove(trace.path);
     return out;
   };
   const auto a = all(1), b = all(1), c = all(2);
