@@ -9,12 +9,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "prism/baselines/machine_peaks.h"
 #include "prism/kernels/attention.h"
 #include "prism/kernels/kv_quant.h"
 #include "prism/kernels/ops.h"
@@ -46,6 +49,18 @@ double process_cpu_seconds() {
 double wall_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+// The roofline references, measured once at start-up with the same code as
+// `prism doctor` (baselines/machine_peaks.h) so every figure of this run can
+// be put against peaks taken under the same conditions. Wall-clock medians.
+struct RunPeaks {
+  double sgemm_flops = 0.0;  // FLOP/s
+  double bandwidth = 0.0;    // bytes/s, STREAM triad
+};
+RunPeaks& run_peaks() {
+  static RunPeaks peaks;
+  return peaks;
+}
+
 class CpuAccounting {
  public:
   CpuAccounting() : cpu0_(process_cpu_seconds()), wall0_(wall_seconds()) {}
@@ -55,6 +70,11 @@ class CpuAccounting {
     const double threads = static_cast<double>(kernel_threads());
     state.counters[name] = benchmark::Counter(work, benchmark::Counter::kIsIterationInvariantRate);
     if (cpu <= 0 || wall <= 0) return;
+    // Percent of this run's measured peak (sgemm for FLOPS, STREAM for BYTES).
+    const double peak = name == "FLOPS" ? run_peaks().sgemm_flops : run_peaks().bandwidth;
+    if (peak > 0)
+      state.counters["pct_of_peak"] =
+          100.0 * work * static_cast<double>(state.iterations()) / wall / peak;
     state.counters["cpu_util"] = cpu / (wall * threads);
     state.counters[name + "_per_cpu_s"] =
         work * static_cast<double>(state.iterations()) / (cpu / threads);
@@ -402,4 +422,25 @@ BENCHMARK(BM_Gemm)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // PRISM_BENCH_NO_PEAKS=1 skips the start-up peak measurement (a few seconds).
+  const char* skip = std::getenv("PRISM_BENCH_NO_PEAKS");
+  if (skip == nullptr || std::strcmp(skip, "1") != 0) {
+    const auto flops = prism::baselines::measure_sgemm_peak(2048, 5);
+    const auto bw =
+        prism::baselines::measure_memory_bandwidth(std::size_t{128} << 20, kernel_threads(), 7);
+    run_peaks() = {flops.median_gflop_per_s * 1e9, bw.median_gb_per_s * 1e9};
+    benchmark::AddCustomContext("peak_sgemm_gflops_median",
+                                std::to_string(flops.median_gflop_per_s));
+    benchmark::AddCustomContext("peak_sgemm_gflops_best", std::to_string(flops.best_gflop_per_s));
+    benchmark::AddCustomContext("peak_stream_triad_gbs_median", std::to_string(bw.median_gb_per_s));
+    benchmark::AddCustomContext("peak_stream_triad_gbs_best", std::to_string(bw.best_gb_per_s));
+  }
+  benchmark::AddCustomContext("kernel_isa", kernel_isa());
+  benchmark::AddCustomContext("kernel_threads", std::to_string(kernel_threads()));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -20,62 +20,79 @@ struct Partition {
 
 }  // namespace
 
+namespace {
+
+// Cuts ascending token ranges into page-aligned pieces and groups them into
+// partitions of about `split` tokens that end at page boundaries.
+void partition_ranges(const std::vector<TokenRange>& ranges, int bs, int split, int b, int h,
+                      std::vector<TokenRange>& pieces, std::vector<Partition>& parts) {
+  Partition cur{b, h, pieces.size(), 0, 0};
+  int cur_page = -1;
+  for (const auto& r : ranges) {
+    int t = r.begin;
+    while (t < r.end) {
+      const int page = t / bs;
+      if (cur.tokens >= split && page != cur_page) {
+        parts.push_back(cur);
+        cur = Partition{b, h, pieces.size(), 0, 0};
+      }
+      const int end = std::min(r.end, (page + 1) * bs);
+      pieces.push_back({t, end});
+      cur.num_pieces++;
+      cur.tokens += end - t;
+      cur_page = page;
+      t = end;
+    }
+  }
+  parts.push_back(cur);  // possibly empty: produces zeros
+}
+
+}  // namespace
+
 void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionFn& run) {
   const int hkv = plan.num_kv_heads;
   const int group = plan.num_q_heads / hkv;
   const int d = plan.head_dim;
   const int bs = plan.block_size;
+  const bool shared = plan.shared_ranges;
 
-  std::vector<std::vector<TokenRange>> per_head(static_cast<std::size_t>(plan.batch) * hkv);
-  std::int64_t total_tokens = 0;
+  // Ranges per (sequence, KV head); with shared ranges only head 0's are asked for.
+  const int range_heads = shared ? 1 : hkv;
+  std::vector<std::vector<TokenRange>> per_head(static_cast<std::size_t>(plan.batch) * range_heads);
+  std::int64_t total_tokens = 0;  // summed over KV heads
   for (int b = 0; b < plan.batch; ++b)
-    for (int h = 0; h < hkv; ++h) {
-      auto& r = per_head[static_cast<std::size_t>(b) * hkv + h];
+    for (int h = 0; h < range_heads; ++h) {
+      auto& r = per_head[static_cast<std::size_t>(b) * range_heads + h];
       ranges(b, h, r);
-      for (const auto& x : r) total_tokens += x.end - x.begin;
+      for (const auto& x : r) total_tokens += (x.end - x.begin) * (shared ? hkv : 1);
     }
 
-  // Partition size: enough partitions to keep every thread busy (about four
-  // per thread), never below four pages, always whole pages.
+  // Partition size (tokens per KV head): enough partitions to keep every
+  // thread busy (about four per thread), never below four pages, whole pages.
   int split = plan.kv_split_tokens;
   if (split <= 0) {
     const std::int64_t target = 4 * static_cast<std::int64_t>(kernel_threads());
-    split = static_cast<int>(std::max<std::int64_t>(4 * bs, (total_tokens + target - 1) / target));
+    const std::int64_t per_head_total = shared ? total_tokens / hkv : total_tokens;
+    split =
+        static_cast<int>(std::max<std::int64_t>(4 * bs, (per_head_total + target - 1) / target));
   }
   split = std::max(bs, (split + bs - 1) / bs * bs);
 
   std::vector<TokenRange> pieces;
   std::vector<Partition> parts;
   std::vector<std::size_t> first_part(per_head.size() + 1, 0);
-  for (int b = 0; b < plan.batch; ++b)
-    for (int h = 0; h < hkv; ++h) {
-      const std::size_t idx = static_cast<std::size_t>(b) * hkv + h;
-      first_part[idx] = parts.size();
-      Partition cur{b, h, pieces.size(), 0, 0};
-      int cur_page = -1;  // partitions end at page boundaries
-      for (const auto& r : per_head[idx]) {
-        int t = r.begin;
-        while (t < r.end) {
-          const int page = t / bs;
-          if (cur.tokens >= split && page != cur_page) {
-            parts.push_back(cur);
-            cur = Partition{b, h, pieces.size(), 0, 0};
-          }
-          const int end = std::min(r.end, (page + 1) * bs);
-          pieces.push_back({t, end});
-          cur.num_pieces++;
-          cur.tokens += end - t;
-          cur_page = page;
-          t = end;
-        }
-      }
-      parts.push_back(cur);  // possibly empty: produces zeros
-    }
+  for (std::size_t idx = 0; idx < per_head.size(); ++idx) {
+    first_part[idx] = parts.size();
+    const int b = static_cast<int>(idx / range_heads), h = static_cast<int>(idx % range_heads);
+    partition_ranges(per_head[idx], bs, split, b, shared ? -1 : h, pieces, parts);
+  }
   first_part.back() = parts.size();
 
-  // Partial states: m (log2), l, o per partition and query head of the group.
+  // Partial states: m (log2), l, o per partition, KV head it covers and query
+  // head of the group.
   const std::size_t state = static_cast<std::size_t>(group) * (d + 2);
-  std::vector<float> partial(parts.size() * state);
+  const std::size_t part_state = state * static_cast<std::size_t>(shared ? hkv : 1);
+  std::vector<float> partial(parts.size() * part_state);
   std::vector<float> q_scaled(static_cast<std::size_t>(plan.batch) * plan.num_q_heads * d);
   const float s = plan.scale * kLog2e;
   for (int b = 0; b < plan.batch; ++b)
@@ -89,32 +106,65 @@ void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionF
     scratch.resize(static_cast<std::size_t>(group) * 64 + 2 * 64 * static_cast<std::size_t>(d) +
                    256);
     const Partition& p = parts[static_cast<std::size_t>(i)];
-    float* st = partial.data() + static_cast<std::size_t>(i) * state;
-    DecodeWork w;
-    w.q = q_scaled.data() + (static_cast<std::size_t>(p.b) * plan.num_q_heads + p.h * group) * d;
-    w.g = group;
-    w.d = d;
-    w.m = st;
-    w.l = st + group;
-    w.o = st + 2 * group;
-    w.scratch = scratch.data();
-    run(p.b, p.h, pieces.data() + p.first_piece, static_cast<int>(p.num_pieces), w);
+    const auto work_for = [&](int h) {
+      float* st = partial.data() + static_cast<std::size_t>(i) * part_state +
+                  (shared ? static_cast<std::size_t>(h) * state : 0);
+      DecodeWork w;
+      w.q = q_scaled.data() + (static_cast<std::size_t>(p.b) * plan.num_q_heads + h * group) * d;
+      w.g = group;
+      w.d = d;
+      w.m = st;
+      w.l = st + group;
+      w.o = st + 2 * group;
+      w.scratch = scratch.data();
+      return w;
+    };
+    if (!shared) {
+      run(p.b, p.h, pieces.data() + p.first_piece, static_cast<int>(p.num_pieces), work_for(p.h),
+          Ahead{});
+      return;
+    }
+    float* st = partial.data() + static_cast<std::size_t>(i) * part_state;
+    for (int h = 0; h < hkv; ++h) {
+      float* sh = st + static_cast<std::size_t>(h) * state;
+      std::fill(sh, sh + group, -std::numeric_limits<float>::infinity());
+      std::fill(sh + group, sh + state, 0.0f);
+    }
+    // Steps of kStepPieces pages: enough tokens per call to amortise the
+    // online softmax, few enough that the step's pages stay in flight together.
+    constexpr std::size_t kStepPieces = 4;
+    for (std::size_t k = 0; k < p.num_pieces; k += kStepPieces) {
+      const std::size_t count = std::min(kStepPieces, p.num_pieces - k);
+      const std::size_t next = k + count;
+      const std::size_t ahead = std::min(kStepPieces, p.num_pieces - next);
+      for (int h = 0; h < hkv; ++h) {
+        DecodeWork w = work_for(h);
+        w.init = false;
+        // Prefetch what comes next: the next head's tiles of these pages, after
+        // the last head the first head's tiles of the next pages.
+        const Ahead next_tiles =
+            h + 1 < hkv ? Ahead{pieces.data() + p.first_piece + k, static_cast<int>(count), h + 1}
+                        : Ahead{pieces.data() + p.first_piece + next, static_cast<int>(ahead), 0};
+        run(p.b, h, pieces.data() + p.first_piece + k, static_cast<int>(count), w, next_tiles);
+      }
+    }
   });
 
   // Merge the partitions of each (sequence, KV head).
-  parallel_for(static_cast<std::int64_t>(per_head.size()), [&](std::int64_t idx) {
+  parallel_for(static_cast<std::int64_t>(plan.batch) * hkv, [&](std::int64_t idx) {
     const int b = static_cast<int>(idx / hkv), h = static_cast<int>(idx % hkv);
-    const std::size_t p0 = first_part[static_cast<std::size_t>(idx)];
-    const std::size_t p1 = first_part[static_cast<std::size_t>(idx) + 1];
+    const std::size_t list = static_cast<std::size_t>(shared ? b : idx);
+    const std::size_t p0 = first_part[list], p1 = first_part[list + 1];
+    const std::size_t head_off = shared ? static_cast<std::size_t>(h) * state : 0;
     for (int g = 0; g < group; ++g) {
       float* out = plan.out + (static_cast<std::int64_t>(b) * plan.num_q_heads + h * group + g) * d;
       float m = -std::numeric_limits<float>::infinity();
-      for (std::size_t p = p0; p < p1; ++p) m = std::max(m, partial[p * state + g]);
+      for (std::size_t p = p0; p < p1; ++p) m = std::max(m, partial[p * part_state + head_off + g]);
       std::fill(out, out + d, 0.0f);
       if (m == -std::numeric_limits<float>::infinity()) continue;
       float l = 0.0f;
       for (std::size_t p = p0; p < p1; ++p) {
-        const float* st = partial.data() + p * state;
+        const float* st = partial.data() + p * part_state + head_off;
         if (st[g] == -std::numeric_limits<float>::infinity()) continue;
         const float w = std::exp2(st[g] - m);
         l += w * st[group + g];
@@ -168,20 +218,28 @@ cpu::DecodePlan plan_of(const DecodeAttentionArgs& a) {
 // Turns token ranges of one (sequence, KV head) into page segments.
 cpu::PartitionFn fp32_partition(const DecodeAttentionArgs& a) {
   const cpu::IsaTable& isa = cpu::isa_for(a.heads.head_dim);
-  return
-      [&a, &isa](int b, int h, const cpu::TokenRange* pieces, int count, const cpu::DecodeWork& w) {
-        thread_local std::vector<cpu::KvSegment> segs;
-        segs.clear();
-        const auto& layout = a.cache.layout;
-        const std::int32_t* row = a.block_table.row(b);
-        for (int i = 0; i < count; ++i) {
-          const int page = pieces[i].begin / layout.block_size;
-          const int slot = pieces[i].begin % layout.block_size;
-          const std::size_t off = layout.offset(row[page], h, slot);
-          segs.push_back({a.cache.k + off, a.cache.v + off, pieces[i].end - pieces[i].begin});
-        }
-        isa.decode_segments(w, segs.data(), static_cast<int>(segs.size()));
-      };
+  return [&a, &isa](int b, int h, const cpu::TokenRange* pieces, int count,
+                    const cpu::DecodeWork& w, const cpu::Ahead& ahead) {
+    thread_local std::vector<cpu::KvSegment> segs;
+    segs.clear();
+    const auto& layout = a.cache.layout;
+    const std::int32_t* row = a.block_table.row(b);
+    for (int i = 0; i < count; ++i) {
+      const int page = pieces[i].begin / layout.block_size;
+      const int slot = pieces[i].begin % layout.block_size;
+      const std::size_t off = layout.offset(row[page], h, slot);
+      segs.push_back({a.cache.k + off, a.cache.v + off, pieces[i].end - pieces[i].begin});
+    }
+    for (int i = 0; i < ahead.count; ++i) {
+      const cpu::TokenRange& r = ahead.pieces[i];
+      const std::size_t off =
+          layout.offset(row[r.begin / layout.block_size], ahead.head, r.begin % layout.block_size);
+      const std::size_t bytes = sizeof(float) * layout.head_dim * (r.end - r.begin);
+      cpu::prefetch_bytes(a.cache.k + off, bytes);
+      cpu::prefetch_bytes(a.cache.v + off, bytes);
+    }
+    isa.decode_segments(w, segs.data(), static_cast<int>(segs.size()));
+  };
 }
 
 }  // namespace
@@ -199,7 +257,9 @@ void decode_attention(const DecodeAttentionArgs& a) {
     if (mask.sink_tokens > 0) r.push_back({0, mask.sink_tokens});
     r.push_back({len - mask.window_tokens, len});
   };
-  cpu::run_decode(plan_of(a), ranges, fp32_partition(a));
+  cpu::DecodePlan plan = plan_of(a);
+  plan.shared_ranges = true;
+  cpu::run_decode(plan, ranges, fp32_partition(a));
 }
 
 void decode_attention_pages(const DecodeAttentionArgs& a, const PageSelection& sel) {

@@ -33,13 +33,33 @@ struct DecodePlan {
   std::int64_t q_stride = 0;
   float* out = nullptr;
   int kv_split_tokens = 0;
+  // Every KV head attends to the same token ranges (dense, sink/window,
+  // quantized; not Quest). Then a partition covers all KV heads of a run of
+  // pages and walks them page by page, head after head, so that it reads each
+  // page's K and V (all heads contiguous in the layout) front to back instead
+  // of one small scattered tile per head.
+  bool shared_ranges = false;
 };
 
 // ranges(b, h, out): fills the ascending token ranges (b, h) attends to.
-// run(b, h, pieces, work): computes one partition's state into work.
+// run(b, h, pieces, count, work, ahead): computes the state of `count` pieces
+// of KV head h into work; `ahead` names the pieces (of some head) that come
+// next, to prefetch while these compute (count 0: none).
+struct Ahead {
+  const TokenRange* pieces = nullptr;
+  int count = 0;
+  int head = 0;
+};
 using RangesFn = std::function<void(int b, int h, std::vector<TokenRange>&)>;
-using PartitionFn =
-    std::function<void(int b, int h, const TokenRange* pieces, int count, const DecodeWork& work)>;
+using PartitionFn = std::function<void(int b, int h, const TokenRange* pieces, int count,
+                                       const DecodeWork& work, const Ahead& ahead)>;
+
+// Prefetches [p, p + bytes) into L2 (pages are scattered, so the hardware
+// prefetcher stops at each page's end).
+inline void prefetch_bytes(const void* p, std::size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
+}
 
 void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionFn& run);
 

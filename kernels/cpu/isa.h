@@ -62,6 +62,7 @@ struct DecodeWork {
   float* l = nullptr;
   float* o = nullptr;
   float* scratch = nullptr;  // >= g * 64 + 2 * 64 * d floats
+  bool init = true;          // false: continue from the state in m, l, o
 };
 
 struct IsaTable {

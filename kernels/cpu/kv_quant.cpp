@@ -209,6 +209,7 @@ void decode_attention_quantized(const QuantizedDecodeArgs& a) {
       a.q_row_stride ? a.q_row_stride : std::int64_t{a.heads.num_q_heads} * a.heads.head_dim;
   p.out = a.out;
   p.kv_split_tokens = a.kv_split_tokens;
+  p.shared_ranges = true;
   const int d = a.heads.head_dim;
   const int bits = c.bits == KvQuantBits::int8 ? 8 : 4;
   const cpu::IsaTable& isa = cpu::isa_for(bits == 8 ? d : d / 2);
@@ -217,7 +218,7 @@ void decode_attention_quantized(const QuantizedDecodeArgs& a) {
     if (a.block_table.context_lens[b] > 0) r.push_back({0, a.block_table.context_lens[b]});
   };
   const auto run = [&](int b, int h, const cpu::TokenRange* pieces, int count,
-                       const cpu::DecodeWork& w0) {
+                       const cpu::DecodeWork& w0, const cpu::Ahead&) {
     thread_local std::vector<cpu::QuantSegment> segs;
     segs.clear();
     const auto& l = c.layout;

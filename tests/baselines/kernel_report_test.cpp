@@ -7,7 +7,8 @@
 
 using namespace prism::baselines;
 
-TEST_CASE("The kernel report runs every method on a small context and dense is its own baseline") {
+TEST_CASE("The kernel report runs every method on a small context and dense is its own baseline",
+          "[report]") {
   KernelReportOptions o;
   o.workload = "rag";
   o.context = 512;
@@ -42,7 +43,7 @@ TEST_CASE("The kernel report runs every method on a small context and dense is i
   CHECK(j["rows"][0]["roofline_percent"].is_null());
 }
 
-TEST_CASE("The kernel report runs only the methods asked for, plus dense") {
+TEST_CASE("The kernel report runs only the methods asked for, plus dense", "[report]") {
   KernelReportOptions o;
   o.workload = "multi-turn";
   o.context = 384;
@@ -57,7 +58,7 @@ TEST_CASE("The kernel report runs only the methods asked for, plus dense") {
   CHECK(r.shape.prefill_q_len < r.shape.prefill_kv_len);
 }
 
-TEST_CASE("The kernel report rejects unknown workloads, methods and devices") {
+TEST_CASE("The kernel report rejects unknown workloads, methods and devices", "[report]") {
   KernelReportOptions o;
   o.measure_peaks = false;
   o.workload = "chat";
@@ -70,7 +71,7 @@ TEST_CASE("The kernel report rejects unknown workloads, methods and devices") {
   CHECK_THROWS_WITH(run_kernel_report(o), Catch::Contains("unknown device"));
 }
 
-TEST_CASE("The CUDA device path explains why it cannot run here") {
+TEST_CASE("The CUDA device path explains why it cannot run here", "[report]") {
   KernelReportOptions o;
   o.measure_peaks = false;
   o.device = "cuda";
@@ -78,8 +79,8 @@ TEST_CASE("The CUDA device path explains why it cannot run here") {
   CHECK_THROWS_WITH(run_kernel_report(o), Catch::Contains("--device cuda"));
 }
 
-TEST_CASE(
-    "Roofline: causal attention counts visible pairs and the bound picks the slower resource") {
+TEST_CASE("Roofline: causal attention counts visible pairs and the bound picks the slower resource",
+          "[report]") {
   CHECK(causal_pairs(4, 4) == 10.0);
   CHECK(causal_pairs(2, 5) == 2 * 3 + 3);
   const KernelCost prefill = prefill_attention_cost(1024, 1024, 8, 2, 128, 4.0);
@@ -97,7 +98,7 @@ TEST_CASE(
   CHECK_THROWS_AS(roofline(prefill, DevicePeaks{}, 1.0), std::invalid_argument);
 }
 
-TEST_CASE("GPU peaks come from the datasheet and say so") {
+TEST_CASE("GPU peaks come from the datasheet and say so", "[report]") {
   const auto h100 = find_gpu_datasheet("NVIDIA H100 80GB HBM3");
   REQUIRE(h100.has_value());
   const DevicePeaks p = gpu_peaks(*h100);
