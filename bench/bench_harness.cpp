@@ -4,6 +4,12 @@
 //       mock's own write() times (same CLOCK_MONOTONIC): TTFT error is the
 //       first token's stamp minus its send time; ITL error compares each gap.
 //       Also chunks/s delivered and the I/O thread's CPU use.
+//   BM_LongContext/context_tokens/background  8 long-prompt requests (token
+//       ids in /v1/completions) sent while `background` streams are mid-flight:
+//       the harness's TTFT minus the mock's own TTFT (first chunk written −
+//       request fully read) is what the client added to TTFT (build, encode,
+//       send, stamp); lateness is sent − due; the background streams' ITL error
+//       shows whether launching a long request disturbs everyone else's stamps.
 //   BM_IdleStreamMemory/streams        heap and RSS per open, idle stream
 //       (request sent, no token yet) with the mock in a separate process.
 // Counters are in microseconds (…_us), chunks per second and bytes.
@@ -18,6 +24,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <random>
 #include <thread>
 
 #include "prism/harness/clock.h"
@@ -127,6 +134,92 @@ void BM_TimingAccuracy(benchmark::State& state) {
   }
 }
 
+// `background` short-prompt streams start at once and stream for the whole
+// run; then 8 requests with `context` prompt tokens (random ids below 100,000,
+// so the JSON is as long as a real one) are due 100 ms apart from t = 0.3 s.
+void BM_LongContext(benchmark::State& state) {
+  const auto context = static_cast<std::size_t>(state.range(0));
+  const auto background = static_cast<std::size_t>(state.range(1));
+  constexpr std::size_t kLong = 8;
+  constexpr double kItlMs = 20;
+  for (auto _ : state) {
+    MockServerOptions mock;
+    mock.ttft_ms = 20;
+    mock.itl_ms = kItlMs;
+    MockServer server(mock);
+    server.start();
+    OpenAiTargetOptions options;
+    options.url = server.url();
+    options.model = "prism-mock";
+    options.request_timeout_s = 120;
+    OpenAiTarget target(options);
+    // Background streams last past the last long request's first token.
+    auto w = streams_workload(background, kItlMs / 1000.0, 70);
+    std::mt19937_64 rng(11);
+    std::uniform_int_distribution<std::int32_t> id(0, 99'999);
+    for (std::size_t i = 0; i < kLong; ++i) {
+      prism::workloads::Session session;
+      session.id = background + i;
+      prism::workloads::Request r;
+      r.id = session.id;
+      r.session = session.id;
+      r.output_tokens = 4;
+      r.arrival_offset_s = 0.3 + 0.1 * static_cast<double>(i);
+      prism::workloads::Segment seg;
+      seg.content_id = "long" + std::to_string(i);
+      seg.provenance = prism::workloads::Provenance::kDocument;
+      seg.tokens.resize(context);
+      for (auto& t : seg.tokens) t = id(rng);
+      r.segments.push_back(std::move(seg));
+      session.requests.push_back(std::move(r));
+      w.sessions.push_back(std::move(session));
+    }
+    const auto t0 = prism::harness::monotonic_ns();
+    const auto result = prism::harness::run_load(w, target, LoadOptions{});
+    const double wall = prism::harness::ns_to_s(prism::harness::monotonic_ns() - t0);
+    std::map<std::string, prism::harness::MockRecord> truth;
+    for (const auto& r : server.records()) truth[r.request_id] = r;
+    std::vector<double> overhead, lateness, transfer, stamp, itl_err;
+    std::size_t failed = 0;
+    for (const auto& o : result.observations) {
+      const auto it = truth.find("prism-" + std::to_string(o.request_id));
+      if (o.status != prism::results::RequestStatus::kOk || it == truth.end() ||
+          it->second.chunk_sent_ns.size() != o.token_times_s.size()) {
+        ++failed;
+        continue;
+      }
+      const auto& sent = it->second.chunk_sent_ns;
+      if (o.request_id >= background) {
+        const double harness_ttft = o.token_times_s[0] - o.scheduled_s;
+        const double mock_ttft = prism::harness::ns_to_s(sent[0] - it->second.received_ns);
+        overhead.push_back((harness_ttft - mock_ttft) * 1e6);
+        lateness.push_back((o.sent_s - o.scheduled_s) * 1e6);
+        transfer.push_back(
+            (prism::harness::ns_to_s(it->second.received_ns - result.origin_ns) - o.sent_s) * 1e6);
+        stamp.push_back((o.token_times_s[0] - prism::harness::ns_to_s(sent[0] - result.origin_ns)) *
+                        1e6);
+        continue;
+      }
+      for (std::size_t i = 1; i < sent.size(); ++i) {
+        const double hm = o.token_times_s[i] - o.token_times_s[i - 1];
+        const double mm = prism::harness::ns_to_s(sent[i] - sent[i - 1]);
+        itl_err.push_back(std::abs(hm - mm) * 1e6);
+      }
+    }
+    using prism::results::percentile;
+    state.SetIterationTime(wall);
+    state.counters["failed"] = static_cast<double>(failed);
+    state.counters["prompt_json_kb"] = static_cast<double>(context) * 6.0 / 1024.0;
+    state.counters["ttft_added_p50_us"] = percentile(overhead, 50);
+    state.counters["ttft_added_max_us"] = percentile(overhead, 100);
+    state.counters["lateness_max_us"] = percentile(lateness, 100);
+    state.counters["sent_to_mock_read_max_us"] = percentile(transfer, 100);
+    state.counters["ttft_stamp_err_max_us"] = percentile(stamp, 100);
+    state.counters["bg_itl_err_p99_us"] = percentile(itl_err, 99);
+    state.counters["bg_itl_err_max_us"] = percentile(itl_err, 100);
+  }
+}
+
 long rss_bytes() {
   std::ifstream statm("/proc/self/statm");
   long pages = 0, resident = 0;
@@ -209,7 +302,20 @@ BENCHMARK(BM_TimingAccuracy)
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+// {prompt tokens of the 8 long requests, background streams}
+BENCHMARK(BM_LongContext)
+    ->Args({1024, 256})
+    ->Args({32768, 256})
+    ->Args({131072, 256})
+    ->Args({131072, 0})
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 // {streams, curl receive buffer bytes}
-BENCHMARK(BM_IdleStreamMemory)->Args({1000, 4096})->Args({1000, 16384})->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_IdleStreamMemory)
+    ->Args({1000, 4096})
+    ->Args({1000, 16384})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -448,3 +448,30 @@ TEST_CASE("A prompt that cannot be detokenized fails only its own request") {
   REQUIRE(obs[1].status == RequestStatus::kOk);
   REQUIRE(obs[2].status == RequestStatus::kOk);
 }
+
+TEST_CASE("A mock that is behind its schedule still reads new requests between chunks") {
+  // With no gap between tokens every chunk of the long stream is due at once,
+  // like a server that has fallen behind on a busy machine: the short request
+  // that arrives meanwhile must still be read while it is being written.
+  MockServerOptions mock;
+  mock.ttft_ms = 0;
+  mock.itl_ms = 0;
+  MockServer server(mock);
+  server.start();
+  OpenAiTarget target(target_for(server));
+  auto w = prism::test::open_loop_workload(2, 0.02, 1);
+  w.sessions[0].requests[0].output_tokens = 100'000;
+  const auto result = prism::harness::run_load(w, target, LoadOptions{});
+  REQUIRE(result.observations.size() == 2);
+  const auto& long_one = result.observations[0];
+  const auto& short_one = result.observations[1];
+  REQUIRE(long_one.status == RequestStatus::kOk);
+  REQUIRE(long_one.completion_tokens == 100'000);
+  REQUIRE(short_one.status == RequestStatus::kOk);
+  std::map<std::string, prism::harness::MockRecord> truth;
+  for (const auto& r : server.records()) truth[r.request_id] = r;
+  const auto& long_truth = truth.at("prism-" + std::to_string(long_one.request_id));
+  const auto& short_truth = truth.at("prism-" + std::to_string(short_one.request_id));
+  // Read (and its first chunk scheduled) while the overdue stream was still being written.
+  REQUIRE(short_truth.received_ns < long_truth.chunk_sent_ns.back());
+}
