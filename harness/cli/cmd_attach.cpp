@@ -1,13 +1,15 @@
-// prism attach PID [--duration 10s] [--watch] [--rules R] [-o DIR]
+// prism attach PID [--duration 10s] [--watch] [--rules R] [-o DIR] [--spikes [--alert-command CMD]]
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <iostream>
+#include <memory>
 
 #include "commands.h"
 #include "prism/analysis/export.h"
 #include "prism/analysis/session.h"
+#include "prism/spikes/trace_spikes.h"
 
 namespace prism::cli {
 namespace {
@@ -28,6 +30,8 @@ void add_attach_command(CLI::App& app, int& exit_code) {
     bool no_gpu = false;
     std::string rules = "prism";
     std::string output;
+    bool spikes = false;
+    std::string alert_command;
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
@@ -47,6 +51,10 @@ void add_attach_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-o,--output", options->output,
                   "Output directory (default prism-attach-<pid>-<time>)");
   cmd->add_flag("--no-gpu", options->no_gpu, "Do not ask for GPU activity");
+  cmd->add_flag("--spikes", options->spikes,
+                "Find latency spikes in the capture: alerts as JSON lines after the report");
+  cmd->add_option("--alert-command", options->alert_command,
+                  "With --spikes: also pipe the alerts to this command's stdin (sh -c)");
   cmd->callback([options, &exit_code] {
     try {
       analysis::AttachOptions attach;
@@ -71,6 +79,22 @@ void add_attach_command(CLI::App& app, int& exit_code) {
       if (result.first_data_ms >= 0)
         std::cout << "first data " << result.first_data_ms << " ms after attaching\n";
       std::cout << analysis::breakdown_report(result.breakdown) << "\nwrote:\n" << result.files;
+      if (options->spikes) {
+        std::signal(SIGPIPE, SIG_IGN);
+        spikes::StreamSink out(std::cout);
+        spikes::FanoutSink sinks;
+        sinks.add(&out);
+        std::unique_ptr<spikes::CommandSink> command;
+        if (!options->alert_command.empty()) {
+          command = std::make_unique<spikes::CommandSink>(options->alert_command);
+          sinks.add(command.get());
+        }
+        spikes::SpikeWatcher watcher(spikes::DetectorConfig{}, sinks);
+        watcher.feed(result.breakdown);
+        watcher.finish();
+        std::cerr << "prism attach: " << watcher.episodes() << " spike episodes in "
+                  << watcher.iterations() << " iterations\n";
+      }
       exit_code = result.partial ? kExitFailure : kExitOk;
       if (result.partial)
         std::cerr << "prism attach: the target exited mid-capture; the trace written is partial\n";

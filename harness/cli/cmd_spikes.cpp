@@ -168,9 +168,10 @@ void add_detect(CLI::App* spikes_cmd, int& exit_code) {
       "Find latency spikes in a per-iteration CSV (prism analyze's iterations.csv, or a series "
       "with feature columns from prism spikes simulate / eval --dump); alerts as JSON lines");
   cmd->add_option("file", o->file, "Iteration CSV")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--exec", o->exec, "Also pipe alerts (JSON lines) to this command's stdin");
+  cmd->add_option("--alert-command,--exec", o->exec,
+                  "Also pipe alerts (JSON lines) to this command's stdin (sh -c)");
   cmd->add_flag("--no-window", o->no_window, "Leave the flight-recorder window out of alerts");
-  cmd->add_flag("-q,--quiet", o->quiet, "Do not print alerts on stdout (with --exec)");
+  cmd->add_flag("-q,--quiet", o->quiet, "Do not print alerts on stdout (with --alert-command)");
   add_detector_options(cmd, o->detector);
   cmd->callback([o, &exit_code] {
     try {
@@ -260,7 +261,8 @@ void add_slo(CLI::App* spikes_cmd, int& exit_code) {
   cmd->add_option("--min-requests", o->config.min_requests,
                   "Fewest requests in the window for a verdict")
       ->capture_default_str();
-  cmd->add_option("--exec", o->exec, "Also pipe alerts to this command's stdin");
+  cmd->add_option("--alert-command,--exec", o->exec,
+                  "Also pipe alerts (JSON lines) to this command's stdin (sh -c)");
   cmd->callback([o, &exit_code] {
     try {
       if (o->ttft_ms <= 0 && o->tpot_ms <= 0)
