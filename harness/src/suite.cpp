@@ -84,6 +84,8 @@ std::vector<SuiteWorkload> standard_suite(const workloads::Tokenizer& tokenizer,
                                       tokenizer)});
 
   // Multi-turn chat: a shared system prompt, growing history, think time.
+  // Every session is in flight at once (the cap counts requests, so a
+  // smaller one would make turns queue behind other sessions' turns).
   workloads::MultiTurnOptions mt;
   mt.sessions = smoke ? 2 : 6;
   mt.turns = WDist::parse(smoke ? "fixed:2" : "uniform:3:4", "turns");
@@ -92,7 +94,7 @@ std::vector<SuiteWorkload> standard_suite(const workloads::Tokenizer& tokenizer,
   mt.think_time_s = WDist::parse(smoke ? "fixed:0" : "exponential:0.5", "think time");
   mt.system_tokens = smoke ? 16 : 256;
   suite.push_back({"multi-turn", workloads::generate_multi_turn(
-                                     mt, common("multi-turn", seed, max_context, smoke ? 2 : 3),
+                                     mt, common("multi-turn", seed, max_context, mt.sessions),
                                      tokenizer)});
   return suite;
 }
