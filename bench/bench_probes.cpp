@@ -13,11 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "prism/agent/raw_format.h"
 #include "prism/analysis/breakdown.h"
@@ -32,7 +34,8 @@ nvtxRangePushA_impl_fntype g_agent_push = nullptr;
 nvtxRangePop_impl_fntype g_agent_pop = nullptr;
 
 void use_agent(bool loaded) {
-  NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePushA_impl_fnptr = loaded ? g_agent_push : nullptr;
+  NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePushA_impl_fnptr =
+      loaded ? g_agent_push : nullptr;
   NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePop_impl_fnptr = loaded ? g_agent_pop : nullptr;
 }
 
@@ -77,7 +80,8 @@ void BM_NvtxPushPop_AgentActive(benchmark::State& state) {
 }
 BENCHMARK(BM_NvtxPushPop_AgentActive);
 
-// A synthetic engine trace: per iteration step{schedule, decode{attention, mlp}, sample} = 10 events.
+// A synthetic engine trace: per iteration step{schedule, decode{attention, mlp}, sample} = 10
+// events.
 std::string make_raw_trace(uint64_t events) {
   using namespace prism::agent;
   std::string bytes;
@@ -88,16 +92,19 @@ std::string make_raw_trace(uint64_t events) {
   bytes.append(reinterpret_cast<const char*>(&header), sizeof(header));
   const char* names[] = {"", "step", "schedule", "decode", "attention", "mlp", "sample"};
   for (uint32_t id = 1; id < 7; ++id) {
-    const uint32_t head[3] = {PRISM_RAW_STRING, static_cast<uint32_t>(4 + std::strlen(names[id])), id};
+    const uint32_t head[3] = {PRISM_RAW_STRING, static_cast<uint32_t>(4 + std::strlen(names[id])),
+                              id};
     bytes.append(reinterpret_cast<const char*>(head), sizeof(head));
     bytes.append(names[id]);
   }
   std::vector<prism_raw_event> chunk;
   uint64_t t = 1000000;
   auto flush = [&] {
-    const uint32_t head[2] = {PRISM_RAW_EVENTS, static_cast<uint32_t>(chunk.size() * sizeof(prism_raw_event))};
+    const uint32_t head[2] = {PRISM_RAW_EVENTS,
+                              static_cast<uint32_t>(chunk.size() * sizeof(prism_raw_event))};
     bytes.append(reinterpret_cast<const char*>(head), sizeof(head));
-    bytes.append(reinterpret_cast<const char*>(chunk.data()), chunk.size() * sizeof(prism_raw_event));
+    bytes.append(reinterpret_cast<const char*>(chunk.data()),
+                 chunk.size() * sizeof(prism_raw_event));
     chunk.clear();
   };
   auto ev = [&](uint16_t kind, uint32_t name, uint64_t dt) {
@@ -151,8 +158,8 @@ void BM_AttachToFirstData(benchmark::State& state) {
   const std::string dir = mkdtemp(pattern);
   const std::string ready = dir + "/ready";
   const std::string agent = std::getenv("NVTX_INJECTION64_PATH");
-  std::vector<std::string> env_storage = {"NVTX_INJECTION64_PATH=" + agent, "PRISM_PROBE_DIR=" + dir + "/sock",
-                                          "PATH=/usr/bin:/bin"};
+  std::vector<std::string> env_storage = {"NVTX_INJECTION64_PATH=" + agent,
+                                          "PRISM_PROBE_DIR=" + dir + "/sock", "PATH=/usr/bin:/bin"};
   std::vector<char*> env;
   for (auto& e : env_storage) env.push_back(e.data());
   env.push_back(nullptr);
@@ -173,8 +180,10 @@ void BM_AttachToFirstData(benchmark::State& state) {
     const auto t0 = std::chrono::steady_clock::now();
     auto client = prism::control::ProbeClient::connect(pid);
     client.start(0, prism::control::kActivityNvtx);
-    while (client.status().at("events") == "0") std::this_thread::sleep_for(std::chrono::microseconds(200));
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    while (client.status().at("events") == "0")
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     worst = std::max(worst, seconds);
     state.SetIterationTime(seconds);
     client.stop();
@@ -189,6 +198,102 @@ void BM_AttachToFirstData(benchmark::State& state) {
 }
 BENCHMARK(BM_AttachToFirstData)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
 
+// Reference engine throughput with the agent active against no agent at all, A/B interleaved
+// in one run (ABBA order so drift in machine load falls on both sides). Each run is a fresh
+// engine_stage_program process (tiny model, stage clock off) reporting its own tokens/s.
+#ifdef PRISM_ENGINE_STAGE_PROGRAM
+double run_engine_tokens_per_s(bool agent, const std::string& sock_dir) {
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    if (entry.rfind("NVTX_INJECTION64_PATH=", 0) == 0 || entry.rfind("PRISM_PROBE", 0) == 0)
+      continue;
+    env_storage.push_back(entry);
+  }
+  if (agent) {
+    env_storage.push_back(std::string("NVTX_INJECTION64_PATH=") + PRISM_PROBE_AGENT);
+    env_storage.push_back("PRISM_PROBE_START=1");
+    env_storage.push_back("PRISM_PROBE_QUIET=1");
+    env_storage.push_back("PRISM_PROBE_DIR=" + sock_dir);
+  }
+  std::vector<char*> env;
+  for (auto& e : env_storage) env.push_back(e.data());
+  env.push_back(nullptr);
+  std::vector<std::string> args_storage = {PRISM_ENGINE_STAGE_PROGRAM,
+                                           "--requests",
+                                           "32",
+                                           "--prompt",
+                                           "32",
+                                           "--max-tokens",
+                                           "32",
+                                           "--rounds",
+                                           "6",
+                                           "--no-clock"};
+  std::vector<char*> args;
+  for (auto& a : args_storage) args.push_back(a.data());
+  args.push_back(nullptr);
+  int fds[2];
+  if (pipe(fds) != 0) return 0;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  std::string out;
+  char buffer[512];
+  ssize_t n;
+  while ((n = read(fds[0], buffer, sizeof(buffer))) > 0) out.append(buffer, static_cast<size_t>(n));
+  close(fds[0]);
+  if (rc != 0) return 0;
+  waitpid(pid, nullptr, 0);
+  const auto at = out.find("tokens_per_s=");
+  return at == std::string::npos ? 0.0 : std::atof(out.c_str() + at + 13);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : (v[(v.size() - 1) / 2] + v[v.size() / 2]) / 2;
+}
+#endif
+
+void BM_EngineThroughput_AgentActiveVsNone(benchmark::State& state) {
+#ifdef PRISM_ENGINE_STAGE_PROGRAM
+  char pattern[] = "/tmp/prism-bench-engine-XXXXXX";
+  const std::string dir = mkdtemp(pattern);
+  std::vector<double> none, active, ratios;
+  for (auto _ : state) {
+    for (int64_t pair = 0; pair < state.range(0); ++pair) {
+      double a = 0, b = 0;
+      if (pair % 2 == 0) {
+        a = run_engine_tokens_per_s(false, dir);
+        b = run_engine_tokens_per_s(true, dir);
+      } else {
+        b = run_engine_tokens_per_s(true, dir);
+        a = run_engine_tokens_per_s(false, dir);
+      }
+      if (a <= 0 || b <= 0) {
+        state.SkipWithError("engine_stage_program did not report its throughput");
+        return;
+      }
+      none.push_back(a);
+      active.push_back(b);
+      ratios.push_back(b / a);
+    }
+  }
+  state.counters["tok_s_no_agent"] = median(none);
+  state.counters["tok_s_agent_active"] = median(active);
+  state.counters["active_pct_of_none"] = 100.0 * median(ratios);
+  state.counters["pairs"] = static_cast<double>(ratios.size());
+  std::system(("rm -rf '" + dir + "'").c_str());
+#else
+  state.SkipWithError("built without the engine stage program (PRISM_BUILD_TESTS=OFF)");
+#endif
+}
+BENCHMARK(BM_EngineThroughput_AgentActiveVsNone)->Arg(10)->Iterations(1)->Unit(benchmark::kSecond);
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -196,9 +301,11 @@ int main(int argc, char** argv) {
   char pattern[] = "/tmp/prism-bench-probes-XXXXXX";
   const std::string dir = mkdtemp(pattern);
   setenv("PRISM_PROBE_DIR", dir.c_str(), 1);
-  setenv("PRISM_PROBE_BUFFER_EVENTS", "4194304", 1);  // large enough that the active run measures recording, not drops
+  setenv("PRISM_PROBE_BUFFER_EVENTS", "4194304",
+         1);  // large enough that the active run measures recording, not drops
   setenv("PRISM_PROBE_DRAIN_MS", "2", 1);
-  if (std::getenv("NVTX_INJECTION64_PATH") == nullptr) setenv("NVTX_INJECTION64_PATH", PRISM_PROBE_AGENT, 1);
+  if (std::getenv("NVTX_INJECTION64_PATH") == nullptr)
+    setenv("NVTX_INJECTION64_PATH", PRISM_PROBE_AGENT, 1);
   nvtxInitialize(nullptr);
   g_agent_push = NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePushA_impl_fnptr;
   g_agent_pop = NVTX_VERSIONED_IDENTIFIER(nvtxGlobals).nvtxRangePop_impl_fnptr;

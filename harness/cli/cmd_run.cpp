@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "prism/harness/clock.h"
 #include "prism/harness/engine_target.h"
+#include "prism/harness/probe_join.h"
 #include "prism/harness/runner.h"
 #include "prism/harness/suite.h"
 #include "prism/workloads/workload_json.h"
@@ -215,6 +216,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     std::uint64_t seed = 0;
     bool measure_environment = false;
     bool quiet = false;
+    std::string probe;  // --probe[=PID]: "auto" or a pid
     // The main job (no --workload).
     std::string size = "standard";
     std::vector<std::string> only;
@@ -272,6 +274,10 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--measure-environment", o->measure_environment,
                 "Measure memory bandwidth and sgemm peak for the environment record (about 2 s)");
   cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
+  cmd->add_flag("--probe{auto}", o->probe,
+                "Wake the probe agent in the local target (--probe: the process on the target's "
+                "port, or prism itself for engine:; --probe=PID) and join its stage breakdown to "
+                "the requests (result file 'stages')");
   cmd->add_option("--size", o->size, "Main job: smoke (seconds, for tests) or standard (minutes)")
       ->check(CLI::IsMember({"smoke", "standard"}))
       ->capture_default_str();
@@ -355,6 +361,18 @@ void add_run_command(CLI::App& app, int& exit_code) {
     auto progress = std::make_shared<ProgressPrinter>();
     if (!o->quiet)
       spec.load.on_progress = [progress](const harness::LoadProgress& p) { (*progress)(p); };
+    std::unique_ptr<harness::RunProbe> probe;
+    if (!o->probe.empty()) {
+      try {
+        probe = harness::RunProbe::start(o->probe, engine ? "" : spec.target.url);
+        probe->watch(spec.load);
+        spec.configuration["probe_pid"] = probe->pid();
+      } catch (const std::exception& e) {
+        std::cerr << "prism run: --probe: " << e.what() << "\n";
+        exit_code = kExitFailure;
+        return;
+      }
+    }
 
     harness::RunOutcome outcome;
     {
@@ -369,6 +387,15 @@ void add_run_command(CLI::App& app, int& exit_code) {
       }
     }
     progress->finish();
+    if (probe) {
+      try {
+        outcome.run.stages = probe->finish(outcome.run.observations);
+        if (!o->output.empty()) results::write_run_file(o->output, outcome.run);
+        std::cout << probe->summary() << "\n";
+      } catch (const std::exception& e) {
+        std::cerr << "prism run: --probe: " << e.what() << "\n";
+      }
+    }
     if (!outcome.tokenizer_note.empty())
       std::cerr << "prism run: note: " << outcome.tokenizer_note << "\n";
     std::cout << harness::format_summary(outcome.metrics);

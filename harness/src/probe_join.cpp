@@ -148,13 +148,18 @@ ProbeAttachment ProbeAttachment::attach(const ProbeOptions& options) {
   analysis::StageRules rules = analysis::StageRules::load(options.rules);
   control::ProbeClient client = control::ProbeClient::connect(options.pid);
   client.load_rules(rules.text());
+  const std::int64_t before_start = monotonic_ns();
   client.start(0, control::kActivityNvtx | (options.gpu ? control::kActivityGpu : 0u));
-  return ProbeAttachment(std::move(client), std::move(rules), options.pid);
+  ProbeAttachment attachment(std::move(client), std::move(rules), options.pid);
+  attachment.started_ns_ = before_start;
+  return attachment;
 }
 
 analysis::Breakdown ProbeAttachment::finish() {
+  covered_begin_ns_ = covered_end_ns_ = 0;
   try {
     client_.stop();
+    covered_end_ns_ = monotonic_ns();
     raw_ = client_.snapshot();
   } catch (const control::ProbeError& e) {
     analysis::Breakdown empty;
@@ -165,7 +170,10 @@ analysis::Breakdown ProbeAttachment::finish() {
   }
   const analysis::Trace trace =
       analysis::read_raw_trace(raw_, "snapshot of pid " + std::to_string(pid_));
-  return analysis::analyze(trace, rules_);
+  analysis::Breakdown breakdown = analysis::analyze(trace, rules_);
+  covered_begin_ns_ =
+      trace.dropped_window > 0 ? static_cast<std::int64_t>(breakdown.begin_ns) : started_ns_;
+  return breakdown;
 }
 
 void RunOriginTracker::observe(double elapsed_s) {
@@ -177,7 +185,11 @@ void RunOriginTracker::observe(double elapsed_s) {
 
 ProbeJoin join_requests(const analysis::Breakdown& breakdown,
                         const std::vector<results::Observation>& observations,
-                        std::int64_t origin_ns) {
+                        std::int64_t origin_ns, std::optional<CaptureWindow> window) {
+  if (!window) {
+    window = CaptureWindow{static_cast<std::int64_t>(breakdown.begin_ns),
+                           static_cast<std::int64_t>(breakdown.end_ns)};
+  }
   ProbeJoin join;
   join.stages = breakdown.stages;
   const std::size_t stage_count = breakdown.stages.size();
@@ -224,9 +236,8 @@ ProbeJoin join_requests(const analysis::Breakdown& breakdown,
     rs.request_id = observations[r].request_id;
     rs.wall_ms.assign(stage_count, 0.0);
     rs.share_ms.assign(stage_count, 0.0);
-    rs.covered = w.end > w.begin && breakdown.end_ns > breakdown.begin_ns &&
-                 w.begin >= static_cast<std::int64_t>(breakdown.begin_ns) &&
-                 w.end <= static_cast<std::int64_t>(breakdown.end_ns);
+    rs.covered = w.end > w.begin && window->end_ns > window->begin_ns &&
+                 w.begin >= window->begin_ns && w.end <= window->end_ns;
     rs.iterations = w.last - w.first;
     for (std::size_t i = w.first; i < w.last; ++i) {
       const analysis::Iteration& it = its[i];
@@ -298,6 +309,65 @@ nlohmann::json probe_stages_json(const analysis::Breakdown& breakdown, const Pro
                    {"covered", join.covered},
                    {"rows", std::move(rows)}};
   return j;
+}
+
+std::unique_ptr<RunProbe> RunProbe::start(const std::string& probe, const std::string& target_url,
+                                          const std::string& rules) {
+  int pid = 0;
+  if (probe.empty() || probe == "auto") {
+    pid = target_url.empty() ? static_cast<int>(getpid()) : find_local_target_pid(target_url);
+  } else {
+    char* end = nullptr;
+    const long value = std::strtol(probe.c_str(), &end, 10);
+    if (end == probe.c_str() || *end != '\0' || value <= 0 || value > 4194304)
+      throw std::runtime_error("--probe takes a pid or 'auto', not '" + probe + "'");
+    pid = static_cast<int>(value);
+  }
+  return std::unique_ptr<RunProbe>(new RunProbe(ProbeAttachment::attach({pid, rules, true})));
+}
+
+RunProbe::~RunProbe() {
+  if (finished_) return;
+  try {
+    attachment_.finish();
+  } catch (...) {
+    // The run already failed; a capture that cannot be stopped ends with its duration or process.
+  }
+}
+
+void RunProbe::watch(LoadOptions& load) {
+  auto chained = std::move(load.on_progress);
+  auto origin = origin_;
+  load.on_progress = [origin, chained](const LoadProgress& p) {
+    origin->observe(p.elapsed_s);
+    if (chained) chained(p);
+  };
+}
+
+nlohmann::json RunProbe::finish(const std::vector<results::Observation>& observations) {
+  finished_ = true;
+  const analysis::Breakdown breakdown = attachment_.finish();
+  // Without a progress report the run never started: nothing can be placed in time.
+  const std::int64_t origin = origin_->origin_ns().value_or(0);
+  const CaptureWindow window{attachment_.covered_begin_ns(), attachment_.covered_end_ns()};
+  const ProbeJoin join = origin_->origin_ns()
+                             ? join_requests(breakdown, observations, origin, window)
+                             : join_requests(breakdown, {}, 0, window);
+  nlohmann::json stages = probe_stages_json(breakdown, join, attachment_.pid());
+  std::string text = fmt::format(
+      "Probe (pid {}): {} iterations, {} events{}{}; {} of {} requests inside the "
+      "captured window\n",
+      attachment_.pid(), breakdown.iterations.size(), breakdown.events,
+      breakdown.dropped > 0 ? fmt::format(", {} dropped", breakdown.dropped) : "",
+      breakdown.complete ? "" : ", partial: " + breakdown.partial_reason, join.covered,
+      observations.size());
+  for (const auto& t : breakdown.totals) {
+    if (t.count == 0) continue;
+    text += fmt::format("  {:<14} {:>10.3f} ms in {} ranges\n", t.stage,
+                        static_cast<double>(t.host_ns) * 1e-6, t.count);
+  }
+  summary_ = std::move(text);
+  return stages;
 }
 
 }  // namespace prism::harness

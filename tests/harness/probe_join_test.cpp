@@ -284,3 +284,44 @@ TEST_CASE("Attaching to a process without the agent says how to start it", "[har
   CHECK_THROWS_WITH(ProbeAttachment::attach({getpid(), "no-such-rules", false}),
                     Catch::Contains("no-such-rules"));
 }
+
+TEST_CASE("RunProbe wakes the agent for a run, learns its origin and joins the observations",
+          "[harness][probe]") {
+  TempDir dir;
+  const std::string sock_dir = dir.path + "/sock";
+  const std::string ready = dir.path + "/ready";
+  EngineWithAgent engine(sock_dir, ready);
+  REQUIRE(wait_for_file(ready, 20000));
+  setenv("PRISM_PROBE_DIR", sock_dir.c_str(), 1);
+  auto probe = RunProbe::start(std::to_string(engine.pid), "");
+  unsetenv("PRISM_PROBE_DIR");
+  CHECK(probe->pid() == engine.pid);
+  LoadOptions load;
+  int chained_calls = 0;
+  load.on_progress = [&](const LoadProgress&) { ++chained_calls; };
+  probe->watch(load);
+  LoadProgress progress;
+  progress.elapsed_s = 0.0;
+  load.on_progress(progress);  // t = 0 of the run is now
+  CHECK(chained_calls == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const nlohmann::json stages =
+      probe->finish({observation(1, 0.05, 0.25), observation(2, 0.3, 100.0)});
+  CHECK(stages["source"] == "probe");
+  CHECK(stages["pid"] == engine.pid);
+  CHECK(stages["iterations"]["count"].get<int>() > 3);
+  CHECK(stages["requests"]["total"] == 2);
+  CHECK(stages["requests"]["covered"] == 1);  // request 2 outlives the capture
+  CHECK(stages["requests"]["rows"][0]["iterations"].get<int>() > 0);
+  CHECK(probe->summary().find("1 of 2 requests inside the captured window") != std::string::npos);
+  CHECK(probe->summary().find("decode") != std::string::npos);
+}
+
+TEST_CASE("RunProbe rejects a bad pid, a remote target and a process without the agent",
+          "[harness][probe]") {
+  CHECK_THROWS_WITH(RunProbe::start("12ab", ""), Catch::Contains("takes a pid or 'auto'"));
+  CHECK_THROWS_WITH(RunProbe::start("auto", "http://10.1.2.3:8000/v1"),
+                    Catch::Contains("not on this machine"));
+  // "auto" with the in-process engine means this process, which has no agent here.
+  CHECK_THROWS_WITH(RunProbe::start("auto", ""), Catch::Contains("NVTX_INJECTION64_PATH="));
+}

@@ -212,6 +212,10 @@ TEST_CASE("Chrome traces with missing or wrong fields are errors that name the e
   CHECK_THROWS_WITH(
       read_chrome_trace(R"([{"ph":"X","name":"a","pid":1,"tid":1,"ts":-1,"dur":1}])", "g.json"),
       Catch::Contains("out of range"));
+  // Found by the fuzzer: a number no double holds is bad JSON, not an uncaught exception.
+  CHECK_THROWS_WITH(
+      read_chrome_trace(R"([{"ph":"X","name":"a","pid":1,"tid":1,"ts":1,"dur":1e+310}])", "h.json"),
+      Catch::Contains("h.json: not valid JSON"));
 }
 
 TEST_CASE("load_trace detects the format and rejects files that are no trace", "[probes][import]") {

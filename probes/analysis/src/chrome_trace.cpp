@@ -272,7 +272,8 @@ Trace read_chrome_trace(const std::string& json_text, const std::string& origin)
   json document;
   try {
     document = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for numbers no double holds ("dur": 1e+310).
     throw TraceError(origin + ": not valid JSON: " + e.what());
   }
   Trace trace;

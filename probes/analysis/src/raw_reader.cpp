@@ -221,7 +221,9 @@ Trace read_raw_trace(const std::string& bytes, const std::string& origin) {
                            ": string record shorter than its id");
         uint32_t id = 0;
         std::memcpy(&id, payload, 4);
-        if (id > (1u << 24))
+        // The agent hands out at most 65536 ids; a larger one is a damaged file, and sizing
+        // the string table by it would cost gigabytes.
+        if (id > (1u << 20))
           throw TraceError(origin + ": record " + std::to_string(record_index) + ": string id " +
                            std::to_string(id) + " out of range");
         builder.string(id, std::string_view(payload + 4, length - 4));

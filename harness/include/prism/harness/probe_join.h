@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 
 #include "prism/analysis/breakdown.h"
 #include "prism/control/client.h"
+#include "prism/harness/load_generator.h"
 #include "prism/results/observation.h"
 
 namespace prism::harness {
@@ -58,6 +60,10 @@ class ProbeAttachment {
   analysis::Breakdown finish();
   const std::string& raw_trace() const { return raw_; }  // the snapshot, after finish()
   int pid() const { return pid_; }
+  // What the capture covers on CLOCK_MONOTONIC, after finish(): from the start (or, when the
+  // flight recorder overwrote the oldest events, from the first event kept) to the stop.
+  std::int64_t covered_begin_ns() const { return covered_begin_ns_; }
+  std::int64_t covered_end_ns() const { return covered_end_ns_; }
 
  private:
   ProbeAttachment(control::ProbeClient client, analysis::StageRules rules, int pid)
@@ -66,6 +72,9 @@ class ProbeAttachment {
   analysis::StageRules rules_;
   int pid_;
   std::string raw_;
+  std::int64_t started_ns_ = 0;
+  std::int64_t covered_begin_ns_ = 0;
+  std::int64_t covered_end_ns_ = 0;
 };
 
 // Learns the run's t = 0 (the load generator's origin on CLOCK_MONOTONIC) from
@@ -77,6 +86,11 @@ class RunOriginTracker {
 
  private:
   std::optional<std::int64_t> origin_ns_;
+};
+
+struct CaptureWindow {
+  std::int64_t begin_ns = 0;
+  std::int64_t end_ns = 0;
 };
 
 struct RequestStages {
@@ -93,15 +107,46 @@ struct ProbeJoin {
   std::uint64_t covered = 0;            // requests wholly inside the captured window
 };
 
-// Joins by time. origin_ns is the monotonic time of t = 0 in the observations.
+// Joins by time. origin_ns is the monotonic time of t = 0 in the observations. A request is
+// covered when `window` (default: the breakdown's first to last event) holds it whole.
 ProbeJoin join_requests(const analysis::Breakdown& breakdown,
                         const std::vector<results::Observation>& observations,
-                        std::int64_t origin_ns);
+                        std::int64_t origin_ns, std::optional<CaptureWindow> window = std::nullopt);
 
 // What goes into Run::stages: the whole-run totals (stage, count, host_ns,
 // gpu_ns, max_ns), iteration statistics, capture facts (complete, dropped,
 // window) and the per-request join.
 nlohmann::json probe_stages_json(const analysis::Breakdown& breakdown, const ProbeJoin& join,
                                  int pid);
+
+// What `prism run --probe[=PID]` does, in three calls. `probe` is "auto" (the
+// process listening on the target URL's local port, or this process for the
+// in-process engine) or a pid; target_url is empty for the in-process engine.
+class RunProbe {
+ public:
+  // Resolves the pid and wakes its agent. Throws std::runtime_error (no local
+  // process), control::ProbeError (no agent: the message says how to start it
+  // with one) or analysis::TraceError (bad rules).
+  static std::unique_ptr<RunProbe> start(const std::string& probe, const std::string& target_url,
+                                         const std::string& rules = "prism");
+  ~RunProbe();  // stops a capture that finish() did not end (the run failed)
+  RunProbe(const RunProbe&) = delete;
+  RunProbe& operator=(const RunProbe&) = delete;
+
+  // Chains load.on_progress so the run's origin is learned.
+  void watch(LoadOptions& load);
+  // Stops the capture and joins it to the observations: the value for Run::stages.
+  nlohmann::json finish(const std::vector<results::Observation>& observations);
+  // One paragraph for the terminal: what was captured and joined, stage totals.
+  const std::string& summary() const { return summary_; }
+  int pid() const { return attachment_.pid(); }
+
+ private:
+  explicit RunProbe(ProbeAttachment attachment) : attachment_(std::move(attachment)) {}
+  ProbeAttachment attachment_;
+  std::shared_ptr<RunOriginTracker> origin_ = std::make_shared<RunOriginTracker>();
+  bool finished_ = false;
+  std::string summary_;
+};
 
 }  // namespace prism::harness
