@@ -22,6 +22,7 @@
 #include "../support/process.h"
 #include "prism/analysis/breakdown.h"
 #include "prism/analysis/export.h"
+#include "prism/analysis/session.h"
 #include "prism/control/client.h"
 
 extern char** environ;
@@ -532,4 +533,32 @@ TEST_CASE("Attaching to a process without the agent says how to start it with th
     CHECK(message.find("prism trace") != std::string::npos);
   }
   CHECK_THROWS_WITH(ProbeClient::connect(999999999), Catch::Contains("no process with pid"));
+}
+
+TEST_CASE("A target that exits during prism attach leaves a partial trace, written and marked",
+          "[probes][injection][control]") {
+  TempDir dir;
+  const std::string sock_dir = dir.path + "/sock";
+  const std::string ready = dir.path + "/ready";
+  // The program runs for about a second after it is ready; the capture asks for ten.
+  Child child({kProgram, "--loop-ms", "1000", "--ready", ready},
+              {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_DIR=" + sock_dir});
+  REQUIRE(wait_for_file(ready, 10000));
+  setenv("PRISM_PROBE_DIR", sock_dir.c_str(), 1);
+  AttachOptions options;
+  options.pid = child.pid;
+  options.duration_ms = 10000;
+  options.interval_ms = 100;
+  options.gpu = false;
+  options.output_dir = dir.path + "/out";
+  const AttachResult result = attach_and_capture(options);
+  unsetenv("PRISM_PROBE_DIR");
+  CHECK(result.partial);
+  CHECK_FALSE(result.breakdown.complete);
+  CHECK(result.breakdown.partial_reason.find("exited mid-capture") != std::string::npos);
+  CHECK(result.breakdown.iterations.size() > 0);
+  const Trace reloaded = load_trace(options.output_dir + "/trace.json");
+  CHECK(reloaded.ranges.size() > 0);
+  struct stat st;
+  CHECK(stat((options.output_dir + "/iterations.csv").c_str(), &st) == 0);
 }
