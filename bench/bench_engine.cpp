@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -58,6 +59,26 @@ std::vector<std::int32_t> block_range(int first, int count) {
   return b;
 }
 
+// Process CPU seconds (every thread): on a shared machine the rate per
+// CPU-second a computation actually got is compared with the peak per
+// CPU-second of the same run (as kernels/README.md does).
+double process_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+std::map<std::string, std::vector<double>>& per_cpu() {
+  static std::map<std::string, std::vector<double>> f;
+  return f;
+}
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return -1.0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 // Figures the summary compares with the targets.
 std::map<std::string, double>& figures() {
   static std::map<std::string, double> f;
@@ -79,11 +100,16 @@ void BM_DecodeSingle(benchmark::State& state) {
   // Each step decodes position `context` again: the context stays fixed.
   const ForwardEntry step{
       .tokens = std::span(&next, 1), .start_pos = context, .block_table = table};
+  const double cpu0 = process_cpu_s();
   for (auto _ : state) {
     model->forward(std::span(&step, 1), cache, logits);
     benchmark::DoNotOptimize(logits.data());
   }
+  const double cpu = process_cpu_s() - cpu0;
   const double bytes = static_cast<double>(c.weight_bytes_read_per_token());
+  const double gb_per_cpu_s = bytes * static_cast<double>(state.iterations()) / cpu / 1e9;
+  state.counters["weight_GB_per_cpu_s"] = gb_per_cpu_s;
+  per_cpu()["decode_GB_per_cpu_s"].push_back(gb_per_cpu_s);
   state.counters["weight_GB_per_token"] = bytes / 1e9;
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
@@ -97,6 +123,32 @@ BENCHMARK(BM_DecodeSingle)->Arg(128)->Unit(benchmark::kMillisecond)->MinTime(2.0
 // ratio of weight bandwidth to triad bandwidth, median over the pairs, is the
 // roofline fraction with the other processes' load cancelled out as far as
 // it can be. Iteration time is one pair.
+// STREAM triad a = b + s c over three 128 MB arrays on the kernels' threads,
+// per CPU-second of the process (8 bytes x 3 per element, as STREAM counts).
+void BM_TriadPerCpu(benchmark::State& state) {
+  const std::size_t n = (std::size_t{128} << 20) / sizeof(double);
+  std::vector<double> a(n, 0.0), b(n, 1.0), cv(n, 2.0);
+  const std::int64_t chunks = 64;
+  const auto triad = [&](std::int64_t i) {
+    const std::size_t lo = n * static_cast<std::size_t>(i) / chunks;
+    const std::size_t hi = n * static_cast<std::size_t>(i + 1) / chunks;
+    for (std::size_t j = lo; j < hi; ++j) a[j] = b[j] + 3.0 * cv[j];
+  };
+  prism::kernels::parallel_for(chunks, triad);  // warm
+  const double cpu0 = process_cpu_s();
+  for (auto _ : state) {
+    prism::kernels::parallel_for(chunks, triad);
+    benchmark::DoNotOptimize(a.data());
+  }
+  const double gb =
+      3.0 * sizeof(double) * static_cast<double>(n) * static_cast<double>(state.iterations()) / 1e9;
+  const double per_cpu_s = gb / (process_cpu_s() - cpu0);
+  state.counters["GB_per_cpu_s"] = per_cpu_s;
+  state.counters["GB_per_s"] = benchmark::Counter(gb, benchmark::Counter::kIsRate);
+  per_cpu()["triad_GB_per_cpu_s"].push_back(per_cpu_s);
+}
+BENCHMARK(BM_TriadPerCpu)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
+
 std::vector<double>& pair_ratios() {  // every pair of every repetition
   static std::vector<double> r;
   return r;
@@ -186,10 +238,16 @@ void BM_DecodeBatch(benchmark::State& state) {
     step.push_back(ForwardEntry{.tokens = std::span(next).subspan(static_cast<std::size_t>(b), 1),
                                 .start_pos = context,
                                 .block_table = tables[static_cast<std::size_t>(b)]});
+  const double cpu0 = process_cpu_s();
   for (auto _ : state) {
     model->forward(step, cache, logits);
     benchmark::DoNotOptimize(logits.data());
   }
+  const double tokens_per_cpu_s = static_cast<double>(batch) *
+                                  static_cast<double>(state.iterations()) /
+                                  (process_cpu_s() - cpu0);
+  state.counters["tokens_per_cpu_s"] = tokens_per_cpu_s;
+  per_cpu()["batch" + std::to_string(batch) + "_tokens_per_cpu_s"].push_back(tokens_per_cpu_s);
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(batch) * static_cast<double>(state.iterations()),
                          benchmark::Counter::kIsRate);
@@ -308,6 +366,22 @@ int main(int argc, char** argv) {
         "triad best %.2f GB/s (%.2f before, %.2f after) -> %.0f%% of roofline (target >= 50%%)\n",
         s * 1e3, gbs, static_cast<double>(c.weight_bytes_read_per_token()) / 1e6, triad,
         bw_before.best_gb_per_s, bw_after.best_gb_per_s, 100.0 * gbs / triad);
+  }
+  if (const double d = median_of(per_cpu()["decode_GB_per_cpu_s"]),
+      t = median_of(per_cpu()["triad_GB_per_cpu_s"]);
+      d > 0 && t > 0) {
+    std::printf(
+        "  decode, 1 sequence, per CPU-second: %.2f GB of weights per CPU-s; triad %.2f GB per "
+        "CPU-s -> %.0f%% of roofline (target >= 50%%)\n",
+        d, t, 100.0 * d / t);
+  }
+  if (const double b1 = median_of(per_cpu()["batch1_tokens_per_cpu_s"]),
+      b16 = median_of(per_cpu()["batch16_tokens_per_cpu_s"]);
+      b1 > 0 && b16 > 0) {
+    std::printf(
+        "  decode throughput per CPU-second: batch 1 %.1f tok/CPU-s, batch 16 %.1f tok/CPU-s "
+        "-> %.1fx (target >= 4x)\n",
+        b1, b16, b16 / b1);
   }
   if (auto& r = pair_ratios(); !r.empty()) {
     std::sort(r.begin(), r.end());
