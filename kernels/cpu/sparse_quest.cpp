@@ -74,11 +74,20 @@ void quest_page_scores(const AttentionHeads& heads, const float* q, std::int64_t
       const std::size_t base = (static_cast<std::size_t>(table.row(b)[p]) * hkv + h) * d;
       const float* lo = bounds.key_min.data() + base;
       const float* hi = bounds.key_max.data() + base;
-      float s = 0.0f;
+      // kLanes independent partial sums: without them the float sum is one
+      // serial dependency chain (no -ffast-math), with them it vectorises.
+      constexpr int kLanes = 16;
+      float acc[kLanes] = {};
       for (int g = 0; g < group; ++g) {
         const float* qv = q + b * qs + std::int64_t{h * group + g} * d;
-        for (int c = 0; c < d; ++c) s += std::max(qv[c] * lo[c], qv[c] * hi[c]);
+        int c = 0;
+        for (; c + kLanes <= d; c += kLanes)
+          for (int j = 0; j < kLanes; ++j)
+            acc[j] += std::max(qv[c + j] * lo[c + j], qv[c + j] * hi[c + j]);
+        for (; c < d; ++c) acc[c % kLanes] += std::max(qv[c] * lo[c], qv[c] * hi[c]);
       }
+      float s = 0.0f;
+      for (float x : acc) s += x;
       out[p] = s;
     }
   });
