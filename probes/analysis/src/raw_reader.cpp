@@ -61,7 +61,7 @@ class RawBuilder {
           ++trace_.unmatched_ends;  // pushed before the capture began
           break;
         }
-        trace_.ranges[static_cast<size_t>(t.stack[k - 1].index)].end_ns = e.t0;
+        close_range(trace_.ranges[static_cast<size_t>(t.stack[k - 1].index)], e.t0);
         t.stack.erase(t.stack.begin() + static_cast<std::ptrdiff_t>(k - 1));
         break;
       }
@@ -83,7 +83,7 @@ class RawBuilder {
           ++trace_.unmatched_ends;
           break;
         }
-        trace_.ranges[static_cast<size_t>(it->second)].end_ns = e.t0;
+        close_range(trace_.ranges[static_cast<size_t>(it->second)], e.t0);
         open_ranges_.erase(it);
         break;
       }
@@ -153,6 +153,10 @@ class RawBuilder {
   }
 
  private:
+  // The agent stamps a range's start as late and its end as early as it can,
+  // so an empty range can end a few ns before it starts: it lasted zero.
+  static void close_range(Span& s, uint64_t end_ns) { s.end_ns = std::max(end_ns, s.start_ns); }
+
   ThreadState& thread(uint32_t tid) {
     if (last_ != nullptr && last_->tid == tid) return *last_;
     auto [it, inserted] = threads_.try_emplace(tid);
