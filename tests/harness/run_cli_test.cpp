@@ -1,9 +1,15 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "harness_test_support.h"
 #include "prism/harness/mock_server.h"
@@ -29,7 +35,67 @@ std::string write_workload(const fs::path& dir, const prism::workloads::Workload
   return path.string();
 }
 
+// Starts a program with stdout and stderr going to files; returns its pid.
+pid_t spawn(const std::vector<std::string>& argv, const fs::path& out, const fs::path& err) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE(rc == 0);
+  return pid;
+}
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 }  // namespace
+
+TEST_CASE("prism run stopped by SIGINT writes what it measured, marked incomplete, and exits 130") {
+  prism::harness::MockServerOptions mock;
+  mock.ttft_ms = 5;
+  mock.itl_ms = 20;  // each request streams for about 400 ms
+  prism::harness::MockServer server(mock);
+  server.start();
+  const fs::path dir = temp_dir("sigint");
+  const std::string workload = write_workload(dir, prism::test::open_loop_workload(40, 0.05, 20));
+  const fs::path out = dir / "partial.json";
+  const pid_t pid = spawn({PRISM_CLI_PATH, "run", "--target", "openai:" + server.url(), "--model",
+                           "prism-mock", "--workload", workload, "-o", out.string()},
+                          dir / "stdout.txt", dir / "stderr.txt");
+  // Interrupt once a few requests have finished and others are mid-stream.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (server.records().size() < 3 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(kill(pid, SIGINT) == 0);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  INFO(slurp(dir / "stderr.txt"));
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 130);
+  REQUIRE_THAT(slurp(dir / "stderr.txt"), Catch::Contains("interrupted by SIGINT"));
+  const auto run = prism::results::read_run_file(out.string());
+  REQUIRE_FALSE(run.complete);
+  REQUIRE(run.incomplete_reason == "interrupted by SIGINT");
+  std::size_t ok = 0, cancelled = 0;
+  for (const auto& o : run.observations) {
+    ok += o.status == prism::results::RequestStatus::kOk;
+    cancelled += o.status == prism::results::RequestStatus::kCancelled;
+    if (o.status == prism::results::RequestStatus::kOk) REQUIRE(o.token_times_s.size() == 20);
+  }
+  REQUIRE(ok >= 3);
+  REQUIRE(cancelled >= 1);  // in flight at the interrupt: kept, marked cancelled
+  REQUIRE(run.observations.size() < 40);
+  fs::remove_all(dir);
+}
 
 TEST_CASE("prism run against the mock prints a summary and writes the result file") {
   prism::harness::MockServerOptions mock;
