@@ -315,23 +315,25 @@ std::string format_summary(const Metrics& m) {
                        m.requests > 0 ? 100.0 * static_cast<double>(m.slo_met) / m.requests : 0.0);
   }
   out += "\n";
-  std::string header = fmt::format("{:<14}{:>8}{:>10}", "metric (ms)", "n", "mean");
+  // Every column starts with a space so wide values never run together.
+  std::string header = fmt::format("{:<14}{:>8} {:>10}", "metric (ms)", "n", "mean");
   const Distribution* any = &m.ttft;
   for (const auto& p : any->percentiles)
-    header += fmt::format("{:>10}", percentile_key(p.percentile));
-  header += fmt::format("{:>22}\n", "p99 95% CI");
+    header += fmt::format(" {:>10}", percentile_key(p.percentile));
+  header += fmt::format("  {:>22}\n", "p99 95% CI");
   out += header;
   auto row = [&](const char* name, const Distribution& d, double scale) {
     std::string line = fmt::format("{:<14}{:>8}", name, d.count);
     auto cell = [&](double v) {
-      return std::isfinite(v) ? fmt::format("{:>10.3f}", v * scale) : fmt::format("{:>10}", "-");
+      return std::isfinite(v) ? fmt::format(" {:>10.3f}", v * scale) : fmt::format(" {:>10}", "-");
     };
     line += cell(d.mean.value);
     for (const auto& p : d.percentiles) line += cell(p.estimate.value);
     const Estimate p99 = d.at(99);
-    line += p99.has_ci() ? fmt::format("{:>22}", fmt::format("[{:.3f}, {:.3f}]", p99.ci_low * scale,
-                                                             p99.ci_high * scale))
-                         : fmt::format("{:>22}", "-");
+    line += p99.has_ci()
+                ? fmt::format("  {:>22}", fmt::format("[{:.3f}, {:.3f}]", p99.ci_low * scale,
+                                                      p99.ci_high * scale))
+                : fmt::format("  {:>22}", "-");
     out += line + "\n";
   };
   row("TTFT", m.ttft, 1e3);

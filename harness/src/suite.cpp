@@ -59,15 +59,15 @@ std::vector<SuiteWorkload> standard_suite(const workloads::Tokenizer& tokenizer,
   // requests that share it, one at a time, so the second query onwards shows
   // what context reuse saves.
   workloads::LongContextOptions lc;
-  lc.context_lengths = smoke ? std::vector<std::uint32_t>{256, 512}
-                             : std::vector<std::uint32_t>{2048, 4096, 8192};
+  lc.context_lengths =
+      smoke ? std::vector<std::uint32_t>{256, 512} : std::vector<std::uint32_t>{2048, 4096, 8192};
   lc.shared_context = workloads::SharedContextMode::kMultiRequest;
   lc.queries = 2;
   lc.query_tokens = smoke ? 8 : 32;
   lc.output_tokens = WDist::fixed(smoke ? 8 : 32);
-  suite.push_back({"long-context", workloads::generate_long_context(
-                                       lc, common("long-context", seed, max_context, 1),
-                                       tokenizer)});
+  suite.push_back(
+      {"long-context", workloads::generate_long_context(
+                           lc, common("long-context", seed, max_context, 1), tokenizer)});
 
   // RAG: k chunks of a corpus by Zipf popularity, so chunks recur at
   // non-prefix positions; four requests in flight.
@@ -79,9 +79,8 @@ std::vector<SuiteWorkload> standard_suite(const workloads::Tokenizer& tokenizer,
   rag.system_tokens = smoke ? 16 : 128;
   rag.question_tokens = WDist::fixed(smoke ? 8 : 48);
   rag.output_tokens = WDist::fixed(smoke ? 8 : 32);
-  suite.push_back(
-      {"rag", workloads::generate_rag(rag, common("rag", seed, max_context, smoke ? 2 : 4),
-                                      tokenizer)});
+  suite.push_back({"rag", workloads::generate_rag(
+                              rag, common("rag", seed, max_context, smoke ? 2 : 4), tokenizer)});
 
   // Multi-turn chat: a shared system prompt, growing history, think time.
   // Every session is in flight at once (the cap counts requests, so a
@@ -93,9 +92,9 @@ std::vector<SuiteWorkload> standard_suite(const workloads::Tokenizer& tokenizer,
   mt.answer_tokens = WDist::parse(smoke ? "fixed:8" : "lognormal:64:0.3", "answer tokens");
   mt.think_time_s = WDist::parse(smoke ? "fixed:0" : "exponential:0.5", "think time");
   mt.system_tokens = smoke ? 16 : 256;
-  suite.push_back({"multi-turn", workloads::generate_multi_turn(
-                                     mt, common("multi-turn", seed, max_context, mt.sessions),
-                                     tokenizer)});
+  suite.push_back(
+      {"multi-turn", workloads::generate_multi_turn(
+                         mt, common("multi-turn", seed, max_context, mt.sessions), tokenizer)});
   return suite;
 }
 
@@ -110,8 +109,8 @@ SuiteOutcome run_suite(const SuiteOptions& options) {
   if (!options.only.empty()) {
     for (const auto& name : options.only) {
       if (std::none_of(suite.begin(), suite.end(), [&](const auto& w) { return w.name == name; }))
-        throw std::invalid_argument(fmt::format(
-            "unknown suite workload '{}' (long-context, rag or multi-turn)", name));
+        throw std::invalid_argument(
+            fmt::format("unknown suite workload '{}' (long-context, rag or multi-turn)", name));
     }
     std::erase_if(suite, [&](const SuiteWorkload& w) {
       return std::find(options.only.begin(), options.only.end(), w.name) == options.only.end();
@@ -200,8 +199,8 @@ SuiteOutcome run_suite(const SuiteOptions& options) {
     std::vector<results::Run> runs;
     for (const auto& run : outcome.runs) runs.push_back(run.run);
     results::ReportOptions report_options;
-    report_options.title = fmt::format("Prism main job: engine:{} ({} suite)", config.name,
-                                       to_string(options.size));
+    report_options.title =
+        fmt::format("Prism main job: engine:{} ({} suite)", config.name, to_string(options.size));
     report_options.figures = options.figures;
     try {
       outcome.report = results::write_report(runs, options.output_dir, report_options);

@@ -75,9 +75,9 @@ TEST_CASE("prism run with no workload runs the suite, stores the runs and writes
   const fs::path dir = fresh_dir("ok");
   const fs::path out = dir / "out";
   const fs::path db = dir / "prism.db";
-  const auto r = run_process({PRISM_CLI_PATH, "run", "--target", "engine:tiny", "--size", "smoke",
-                              "--out-dir", out.string(), "--db", db.string(), "--no-figures",
-                              "-q"});
+  const auto r =
+      run_process({PRISM_CLI_PATH, "run", "--target", "engine:tiny", "--size", "smoke", "--out-dir",
+                   out.string(), "--db", db.string(), "--no-figures", "-q"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   std::set<std::string> run_ids;
@@ -115,9 +115,9 @@ TEST_CASE("prism run with no workload runs the suite, stores the runs and writes
 
 TEST_CASE("prism run --only runs just the named suite workloads") {
   const fs::path dir = fresh_dir("only");
-  const auto r = run_process({PRISM_CLI_PATH, "run", "--target", "engine:tiny", "--size", "smoke",
-                              "--only", "rag", "--out-dir", (dir / "out").string(), "--db", "",
-                              "--no-report", "-q"});
+  const auto r =
+      run_process({PRISM_CLI_PATH, "run", "--target", "engine:tiny", "--size", "smoke", "--only",
+                   "rag", "--out-dir", (dir / "out").string(), "--db", "", "--no-report", "-q"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(fs::exists(dir / "out" / "rag.json"));

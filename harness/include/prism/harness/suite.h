@@ -26,7 +26,8 @@
 namespace prism::harness {
 
 enum class SuiteSize { kSmoke, kStandard };
-SuiteSize suite_size_from_string(const std::string& text);  // smoke|standard; throws invalid_argument
+SuiteSize suite_size_from_string(
+    const std::string& text);  // smoke|standard; throws invalid_argument
 std::string to_string(SuiteSize size);
 
 struct SuiteWorkload {
