@@ -261,23 +261,29 @@ TEST_CASE(
     // miss the cache (100-200 ns) outside the truth but inside the NVTX range, so there the
     // bound is 300 ns per range. Stages of 5 µs and more are held to 2% (sample, the forward
     // pass) or to that bound, whichever is larger.
+    // Under ASan the engine's clock read and record() are instrumented and cost several times
+    // more, unevenly: the per-range floor is 1 µs there. The release build holds 300 ns.
+    const double per_range_floor = kSanitized ? 1000.0 : 300.0;
     const double tolerance = std::max(0.02 * static_cast<double>(total),
-                                      300.0 * static_cast<double>(truth_counts[stage]));
+                                      per_range_floor * static_cast<double>(truth_counts[stage]));
     CHECK(std::fabs(static_cast<double>(measured) - expected) <= tolerance);
   }
   // Per iteration within 50 µs, for the step and each stage in it.
+  // 50 µs in the release build; under ASan the first steps also pay for shadow memory and
+  // instrumented allocation on one side of the clock only, so the bound there is 200 µs.
+  const double per_iteration_bound = kSanitized ? 200000.0 : 50000.0;
   for (size_t i = 0; i < b.iterations.size(); ++i) {
     const Iteration& it = b.iterations[i];
     const uint64_t step = steps[i];
     INFO("iteration " << i << " (engine step " << step << ")");
     CHECK(std::fabs(static_cast<double>(it.duration()) -
-                    static_cast<double>(truth_iteration.at(step))) <= 50000.0);
+                    static_cast<double>(truth_iteration.at(step))) <= per_iteration_bound);
     for (size_t s = 0; s < b.stages.size(); ++s) {
       const auto found = truth_stage_iteration.find({step, b.stages[s]});
       const double expected =
           found == truth_stage_iteration.end() ? 0.0 : static_cast<double>(found->second);
       INFO("stage " << b.stages[s]);
-      CHECK(std::fabs(static_cast<double>(it.stage_ns[s]) - expected) <= 50000.0);
+      CHECK(std::fabs(static_cast<double>(it.stage_ns[s]) - expected) <= per_iteration_bound);
     }
   }
 }

@@ -22,7 +22,7 @@ struct Db {
   sqlite3* handle = nullptr;
   std::string path;
   ~Db() {
-    if (handle != nullptr) sqlite3_close(handle);
+    if (handle != nullptr) sqlite3_close_v2(handle);
   }
 
   [[noreturn]] void fail(const std::string& what) const { throw TraceError(path + ": " + what); }
@@ -63,9 +63,12 @@ struct Db {
     if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
       fail(std::string("query failed: ") + sqlite3_errmsg(handle) + " (" + sql + ")");
     }
+    // Finalized also when row() throws (a bad value): an unfinalized statement
+    // keeps the connection open after sqlite3_close and leaks it.
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(stmt, sqlite3_finalize);
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) row(stmt);
-    sqlite3_finalize(stmt);
+    guard.reset();
     if (rc != SQLITE_DONE) fail(std::string("reading failed: ") + sqlite3_errmsg(handle));
   }
 };
