@@ -311,7 +311,9 @@ TEST_CASE("Every fault class at once: each is recorded as its class and the run 
   MockServer server(mock);
   server.start();
   auto options = target_for(server);
-  options.request_timeout_s = 1.0;  // ends the stalled streams
+  // Ends the stalled streams; long enough that a loaded CI machine (ASan, parallel tests) does
+  // not time out a request the mock served on schedule.
+  options.request_timeout_s = 3.0;
   options.max_event_bytes = 64 << 10;
   const auto obs = run(options, 60, 6);
   REQUIRE(obs.size() == 60);
