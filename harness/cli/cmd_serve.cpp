@@ -33,29 +33,34 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
-      "serve", "Serve the reference engine over an OpenAI-compatible HTTP API (/v1/completions, "
-               "/v1/chat/completions, /v1/models, /health, /tokenize, /metrics)");
-  cmd->add_option("--model", o->model,
-                  "Built-in model (tiny, small, llama-3.2-1b, qwen2.5-0.5b, llama-3.1-8b), a config "
-                  "JSON, or a directory / .safetensors file with config.json")
+      "serve",
+      "Serve the reference engine over an OpenAI-compatible HTTP API (/v1/completions, "
+      "/v1/chat/completions, /v1/models, /health, /tokenize, /metrics)");
+  cmd->add_option(
+         "--model", o->model,
+         "Built-in model (tiny, small, llama-3.2-1b, qwen2.5-0.5b, llama-3.1-8b), a config "
+         "JSON, or a directory / .safetensors file with config.json")
       ->capture_default_str();
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port (0: any free port, printed at start)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  cmd->add_option("--served-model-name", o->served_name, "Model id in the API (default: the config name)");
+  cmd->add_option("--served-model-name", o->served_name,
+                  "Model id in the API (default: the config name)");
   cmd->add_option("--max-num-batched-tokens", o->max_batched_tokens, "Token budget per engine step")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--max-num-seqs", o->max_seqs, "Running sequences at most")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
-  cmd->add_flag("--no-chunked-prefill", o->no_chunked_prefill,
-                "Prefill whole prompts in steps of their own (vLLM v0) instead of chunks that share "
-                "steps with decodes (Sarathi-Serve)");
+  cmd->add_flag(
+      "--no-chunked-prefill", o->no_chunked_prefill,
+      "Prefill whole prompts in steps of their own (vLLM v0) instead of chunks that share "
+      "steps with decodes (Sarathi-Serve)");
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Disable the prefix cache");
-  cmd->add_flag("--no-preemption", o->no_preemption,
-                "Reserve KV for prompt + max_tokens at admission instead of preempting by recompute");
+  cmd->add_flag(
+      "--no-preemption", o->no_preemption,
+      "Reserve KV for prompt + max_tokens at admission instead of preempting by recompute");
   cmd->add_option("--kv-cache-gib", o->kv_cache_gib, "KV cache size in GiB")
       ->check(CLI::Range(0.001, 4096.0))
       ->capture_default_str();
@@ -64,7 +69,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--http-threads", o->http_threads, "Concurrent HTTP connections served")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  cmd->add_option("--threads", o->threads, "Kernel threads (default: PRISM_KERNEL_THREADS or all cores)")
+  cmd->add_option("--threads", o->threads,
+                  "Kernel threads (default: PRISM_KERNEL_THREADS or all cores)")
       ->check(CLI::Range(0, 4096));
   cmd->callback([o, &exit_code] {
     // Block the stop signals in every thread; this one waits for them.
@@ -94,12 +100,13 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     const int port = server.start();
     const auto& c = loaded.engine->config();
     std::cout << fmt::format(
-        "prism serve: model {} ({:.1f}M parameters, context {}, tokenizer {}), KV cache {} tokens, "
-        "{} kernel threads ({})\n"
-        "prism serve: listening on http://{}:{} (OpenAI API at /v1; Ctrl-C stops)\n",
-        server.model_name(), static_cast<double>(c.parameter_count()) / 1e6, c.max_context,
-        loaded.tokenizer->name(), loaded.engine->kv_capacity_tokens(), kernels::kernel_threads(),
-        kernels::kernel_isa(), o->host, port)
+                     "prism serve: model {} ({:.1f}M parameters, context {}, tokenizer {}), KV "
+                     "cache {} tokens, "
+                     "{} kernel threads ({})\n"
+                     "prism serve: listening on http://{}:{} (OpenAI API at /v1; Ctrl-C stops)\n",
+                     server.model_name(), static_cast<double>(c.parameter_count()) / 1e6,
+                     c.max_context, loaded.tokenizer->name(), loaded.engine->kv_capacity_tokens(),
+                     kernels::kernel_threads(), kernels::kernel_isa(), o->host, port)
               << std::flush;
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -14,7 +14,7 @@ inline constexpr int kExitUsage = 2;    // bad command line
 
 void add_doctor_command(CLI::App& app, int& exit_code);
 void add_workload_command(CLI::App& app, int& exit_code);  // workloads (issue 3)
-void add_kernels_command(CLI::App& app, int& exit_code);  // kernels (issue 5)
+void add_kernels_command(CLI::App& app, int& exit_code);   // kernels (issue 5)
 void add_trace_command(CLI::App& app, int& exit_code);
 void add_attach_command(CLI::App& app, int& exit_code);
 void add_analyze_command(CLI::App& app, int& exit_code);

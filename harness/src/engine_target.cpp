@@ -200,7 +200,9 @@ nlohmann::json EngineTarget::description() const {
   return d;
 }
 
-engine::Engine& EngineTarget::engine() { return *impl_->loaded.engine; }
+engine::Engine& EngineTarget::engine() {
+  return *impl_->loaded.engine;
+}
 
 std::unique_ptr<Target> make_engine_target(const std::string& model, EngineTargetOptions options) {
   return std::make_unique<EngineTarget>(model, std::move(options));

@@ -11,32 +11,6 @@
 namespace prism::results {
 namespace {
 
-std::string xml_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 std::string percent(double fraction) {
   if (std::isnan(fraction)) return "n/a";
   return fmt::format("{:+.2f}%", fraction * 100.0);
@@ -292,7 +266,7 @@ std::string compare_junit(const CompareReport& r) {
                      r.metrics.size(), failures);
   out += fmt::format(
       "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\">\n",
-      xml_escape("prism compare " + r.base_id + " -> " + r.candidate_id), r.metrics.size(),
+      escape_markup("prism compare " + r.base_id + " -> " + r.candidate_id, true), r.metrics.size(),
       failures);
   for (const auto& m : r.metrics) {
     const std::string summary =
@@ -302,13 +276,14 @@ std::string compare_junit(const CompareReport& r) {
                     percent(m.change), percent(m.change_ci.low), percent(m.change_ci.high),
                     p_text(m.p_value), to_string(m.verdict));
     out += fmt::format("    <testcase classname=\"prism.compare\" name=\"{}\">\n",
-                       xml_escape(m.spec.name));
+                       escape_markup(m.spec.name, true));
     if (m.regression) {
-      out += fmt::format("      <failure message=\"{}\" type=\"regression\">{}</failure>\n",
-                         xml_escape(fmt::format("{} slower by {}", m.spec.name, percent(m.change))),
-                         xml_escape(summary));
+      out += fmt::format(
+          "      <failure message=\"{}\" type=\"regression\">{}</failure>\n",
+          escape_markup(fmt::format("{} slower by {}", m.spec.name, percent(m.change)), true),
+          escape_markup(summary, true));
     }
-    out += fmt::format("      <system-out>{}</system-out>\n", xml_escape(summary));
+    out += fmt::format("      <system-out>{}</system-out>\n", escape_markup(summary, true));
     out += "    </testcase>\n";
   }
   out += "  </testsuite>\n</testsuites>\n";

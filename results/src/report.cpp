@@ -14,29 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string html_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 const std::vector<std::string>& report_metrics() {
   static const std::vector<std::string> names{"ttft.p50", "ttft.p99",       "tpot.p50",
                                               "tpot.p99", "itl.p99",        "e2e.p50",
@@ -177,9 +154,9 @@ ReportResult write_report(std::span<const Run> runs, const std::string& dir,
 
   // Self-contained HTML: every figure inlined as a data URI.
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
-  html += "<title>" + html_escape(options.title) + "</title>\n<style>" + kStyle +
+  html += "<title>" + escape_markup(options.title) + "</title>\n<style>" + kStyle +
           "</style>\n</head>\n<body>\n";
-  html += "<h1>" + html_escape(options.title) + "</h1>\n";
+  html += "<h1>" + escape_markup(options.title) + "</h1>\n";
   html += fmt::format(
       "<p class=\"small\">{} run(s). Latencies are per request from its scheduled "
       "time; percentiles are type 7 with 95% bootstrap confidence intervals.</p>\n",
@@ -192,19 +169,19 @@ ReportResult write_report(std::span<const Run> runs, const std::string& dir,
     html += fmt::format(
         "<figure>\n<img alt=\"{}\" src=\"data:{};base64,{}\">\n<figcaption><b>{}</b>. "
         "{}</figcaption>\n</figure>\n",
-        html_escape(f.title), use_svg ? "image/svg+xml" : "image/png", base64_encode(bytes),
-        html_escape(f.title), html_escape(f.caption));
+        escape_markup(f.title), use_svg ? "image/svg+xml" : "image/png", base64_encode(bytes),
+        escape_markup(f.title), escape_markup(f.caption));
   }
   for (const auto& w : result.warnings)
-    html += "<p class=\"prism-note\">Note: " + html_escape(w) + "</p>\n";
+    html += "<p class=\"prism-note\">Note: " + escape_markup(w) + "</p>\n";
   html += "<h2>Runs</h2>\n<ul>\n";
   for (const auto& run : runs) {
     const RunFacts f = facts(run);
     html += fmt::format(
         "<li><b>{}</b> — <code>{}</code> ({})<br>{}<br>{}<br><span "
         "class=\"small\">configuration: <code>{}</code></span></li>\n",
-        html_escape(f.label), html_escape(f.id), html_escape(f.status), html_escape(f.window),
-        html_escape(f.counts), html_escape(f.configuration));
+        escape_markup(f.label), escape_markup(f.id), escape_markup(f.status),
+        escape_markup(f.window), escape_markup(f.counts), escape_markup(f.configuration));
   }
   html += "</ul>\n</body>\n</html>\n";
   result.html_path = (fs::path(dir) / "report.html").string();

@@ -76,29 +76,6 @@ std::string escape_latex(const std::string& text) {
   return out;
 }
 
-std::string escape_html(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 std::string escape_markdown(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -215,26 +192,27 @@ std::string render_html(const Table& t) {
   const std::size_t per_group = t.metrics.size();
   const std::size_t columns = t.groups.size() * per_group;
   std::string out = "<table class=\"prism-table\">\n<thead>\n<tr><th rowspan=\"2\">" +
-                    escape_html(t.row_header) + "</th>";
+                    escape_markup(t.row_header) + "</th>";
   for (const auto& g : t.groups) {
-    out += fmt::format("<th colspan=\"{}\">{}</th>", per_group, escape_html(g));
+    out += fmt::format("<th colspan=\"{}\">{}</th>", per_group, escape_markup(g));
   }
   out += "</tr>\n<tr>";
   for (std::size_t c = 0; c < columns; ++c) {
-    out += "<th>" + escape_html(column_title(t.metrics[c % per_group])) + "</th>";
+    out += "<th>" + escape_markup(column_title(t.metrics[c % per_group])) + "</th>";
   }
   out += "</tr>\n</thead>\n<tbody>\n";
   for (std::size_t r = 0; r < t.row_labels.size(); ++r) {
-    out += "<tr><th scope=\"row\">" + escape_html(t.row_labels[r]) + "</th>";
+    out += "<tr><th scope=\"row\">" + escape_markup(t.row_labels[r]) + "</th>";
     for (std::size_t c = 0; c < columns; ++c) {
       const auto& cell = t.cells[r][c];
-      const std::string text = escape_html(cell_text(t, cell, c, "±"));
+      const std::string text = escape_markup(cell_text(t, cell, c, "±"));
       out += cell.best ? "<td><strong>" + text + "</strong></td>" : "<td>" + text + "</td>";
     }
     out += "</tr>\n";
   }
   out += "</tbody>\n</table>\n";
-  for (const auto& note : t.notes) out += "<p class=\"prism-note\">" + escape_html(note) + "</p>\n";
+  for (const auto& note : t.notes)
+    out += "<p class=\"prism-note\">" + escape_markup(note) + "</p>\n";
   return out;
 }
 
@@ -412,6 +390,33 @@ std::string render_table(const Table& table, TableFormat format) {
       break;
   }
   return render_html(table);
+}
+
+std::string escape_markup(const std::string& text, bool escape_apostrophe) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += escape_apostrophe ? "&apos;" : "'";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
 }
 
 }  // namespace prism::results

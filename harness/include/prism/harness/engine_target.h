@@ -31,8 +31,8 @@ struct EngineTargetOptions {
   engine::EngineOptions engine;  // KV size, scheduling policies, stage clock
   float temperature = 0.0f;      // 0: greedy
   float top_p = 1.0f;
-  std::uint64_t seed = 0;        // per-request seeds are seed + request id
-  int kernel_threads = 0;        // 0: leave the kernels' default
+  std::uint64_t seed = 0;  // per-request seeds are seed + request id
+  int kernel_threads = 0;  // 0: leave the kernels' default
 };
 
 class EngineTarget final : public Target {

@@ -57,6 +57,10 @@ struct Table {
 Table build_table(std::span<const TableRun> runs, const TableOptions& options);
 std::string render_table(const Table& table, TableFormat format);
 
+// Escapes & < > " for HTML text and attributes; with escape_apostrophe also '
+// (XML, JUnit). One escaper for tables, reports and the compare gate.
+std::string escape_markup(const std::string& text, bool escape_apostrophe = false);
+
 // A one-line description of an environment record for footnotes.
 std::string describe_environment(const nlohmann::json& environment);
 
