@@ -1,10 +1,15 @@
 // prism attach PID [--duration 10s] [--watch] [--rules R] [-o DIR] [--spikes [--alert-command CMD]]
+// With --spikes, alerts are raised while capturing, from each live snapshot.
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <iostream>
 #include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "prism/analysis/export.h"
@@ -18,6 +23,43 @@ std::atomic<bool> g_interrupted{false};
 void on_interrupt(int) {
   g_interrupted.store(true);
 }
+
+// Same clock as the agent's timestamps, so an alert's latency_ns is meaningful.
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// The last few alerts, one line each, for the live table on a terminal.
+class RecentAlerts : public spikes::AlertSink {
+ public:
+  void emit(const nlohmann::json& alert) override {
+    ++count_;
+    if (!finished_) ++live_;
+    std::string blamed;
+    for (const auto& b : alert.value("blamed", nlohmann::json::array()))
+      blamed += (blamed.empty() ? "" : ",") + b.get<std::string>();
+    lines_.push_back(fmt::format(
+        "spike #{} {:<6} iterations {}-{}  observed {:.1f} us  predicted {:.1f} us  blamed {}",
+        alert.value("alert_id", 0), alert.value("phase", ""), alert.value("first_iteration", 0),
+        alert.value("last_iteration", 0), alert.value("observed_ns", 0.0) / 1e3,
+        alert.value("predicted_ns", 0.0) / 1e3, blamed.empty() ? "-" : blamed));
+    if (lines_.size() > 8) lines_.erase(lines_.begin());
+  }
+  std::string format() const {
+    std::string out = fmt::format("\nspike alerts: {}\n", count_);
+    for (const auto& l : lines_) out += l + "\n";
+    return out;
+  }
+  void finish() { finished_ = true; }
+  uint64_t live() const { return live_; }
+
+ private:
+  std::vector<std::string> lines_;
+  uint64_t count_ = 0, live_ = 0;
+  bool finished_ = false;
+};
 
 }  // namespace
 
@@ -52,7 +94,8 @@ void add_attach_command(CLI::App& app, int& exit_code) {
                   "Output directory (default prism-attach-<pid>-<time>)");
   cmd->add_flag("--no-gpu", options->no_gpu, "Do not ask for GPU activity");
   cmd->add_flag("--spikes", options->spikes,
-                "Find latency spikes in the capture: alerts as JSON lines after the report");
+                "Detect latency spikes while capturing: alerts as JSON lines as they are found "
+                "(each --interval), the rest at the end of the capture");
   cmd->add_option("--alert-command", options->alert_command,
                   "With --spikes: also pipe the alerts to this command's stdin (sh -c)");
   cmd->callback([options, &exit_code] {
@@ -67,33 +110,57 @@ void add_attach_command(CLI::App& app, int& exit_code) {
       std::signal(SIGINT, on_interrupt);
       attach.stop_requested = [] { return g_interrupted.load(); };
       const bool tty = isatty(STDOUT_FILENO) != 0;
-      if (options->watch) {
-        attach.on_stats = [tty](const control::Stats& stats, double elapsed) {
-          if (tty) std::cout << "\x1b[H\x1b[2J";  // redraw in place, like top
-          std::cout << analysis::format_stats_table(stats, elapsed) << (tty ? "" : "\n")
-                    << std::flush;
-        };
-      }
-      const auto result = analysis::attach_and_capture(attach);
-      std::signal(SIGINT, SIG_DFL);
-      if (result.first_data_ms >= 0)
-        std::cout << "first data " << result.first_data_ms << " ms after attaching\n";
-      std::cout << analysis::breakdown_report(result.breakdown) << "\nwrote:\n" << result.files;
+
+      // Spike alerts: each live snapshot's new iterations go through the
+      // detector as the capture grows, so alerts arrive while watching.
+      std::unique_ptr<spikes::StreamSink> out;
+      std::unique_ptr<spikes::CommandSink> command;
+      spikes::FanoutSink sinks;
+      RecentAlerts recent;
+      std::unique_ptr<spikes::SpikeWatcher> watcher;
       if (options->spikes) {
-        std::signal(SIGPIPE, SIG_IGN);
-        spikes::StreamSink out(std::cout);
-        spikes::FanoutSink sinks;
-        sinks.add(&out);
-        std::unique_ptr<spikes::CommandSink> command;
+        std::signal(SIGPIPE, SIG_IGN);  // an --alert-command that exits early must not kill prism
+        // On a terminal the live table redraws over the JSON lines: it lists them instead.
+        if (!(tty && options->watch)) {
+          out = std::make_unique<spikes::StreamSink>(std::cout);
+          sinks.add(out.get());
+        }
         if (!options->alert_command.empty()) {
           command = std::make_unique<spikes::CommandSink>(options->alert_command);
           sinks.add(command.get());
         }
-        spikes::SpikeWatcher watcher(spikes::DetectorConfig{}, sinks);
-        watcher.feed(result.breakdown);
-        watcher.finish();
-        std::cerr << "prism attach: " << watcher.episodes() << " spike episodes in "
-                  << watcher.iterations() << " iterations\n";
+        sinks.add(&recent);
+        watcher = std::make_unique<spikes::SpikeWatcher>(spikes::DetectorConfig{}, sinks);
+        attach.on_snapshot = [&watcher](const analysis::Breakdown& breakdown, double) {
+          watcher->feed(breakdown, monotonic_ns());
+        };
+      }
+      if (options->watch) {
+        attach.on_stats = [tty, &recent, spikes = options->spikes](const control::Stats& stats,
+                                                                   double elapsed) {
+          if (tty) std::cout << "\x1b[H\x1b[2J";  // redraw in place, like top
+          std::cout << analysis::format_stats_table(stats, elapsed);
+          if (tty && spikes) std::cout << recent.format();
+          std::cout << (tty ? "" : "\n") << std::flush;
+        };
+      }
+      const auto result = analysis::attach_and_capture(attach);
+      std::signal(SIGINT, SIG_DFL);
+      recent.finish();
+      if (watcher) {
+        // The final trace has what came after the last live snapshot.
+        watcher->feed(result.breakdown, monotonic_ns());
+        watcher->finish(monotonic_ns());
+      }
+      if (result.first_data_ms >= 0)
+        std::cout << "first data " << result.first_data_ms << " ms after attaching\n";
+      std::cout << analysis::breakdown_report(result.breakdown) << "\nwrote:\n" << result.files;
+      if (watcher) {
+        std::cerr << "prism attach: " << watcher->episodes() << " spike episodes in "
+                  << watcher->iterations() << " iterations (" << recent.live()
+                  << " alerts raised while capturing)\n";
+        if (command && command->close() != 0)
+          std::cerr << "prism attach: --alert-command exited with an error\n";
       }
       exit_code = result.partial ? kExitFailure : kExitOk;
       if (result.partial)

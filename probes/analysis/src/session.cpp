@@ -202,6 +202,9 @@ AttachResult attach_and_capture(const AttachOptions& options) {
         if (options.on_stats) options.on_stats(stats, (now - capture_start) / 1000.0);
         // Keep the latest snapshot so a target that dies mid-capture still leaves a trace.
         last_snapshot = client.snapshot();
+        if (options.on_snapshot)
+          options.on_snapshot(analyze(read_raw_trace(last_snapshot, "live snapshot"), rules),
+                              (now - capture_start) / 1000.0);
         next_report = now + static_cast<double>(options.interval_ms);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(result.first_data_ms < 0 ? 2 : 20));

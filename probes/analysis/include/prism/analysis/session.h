@@ -47,6 +47,10 @@ struct AttachOptions {
   bool gpu = true;
   std::function<void(const control::Stats&, double elapsed_s)> on_stats;  // called each interval
   std::function<bool()> stop_requested;                                   // polled; true ends early
+  // Called with the breakdown of each live snapshot (the whole capture so far,
+  // taken every interval) while capturing, for live consumers such as spike
+  // alerts; not called for the final trace, which attach_and_capture returns.
+  std::function<void(const Breakdown&, double elapsed_s)> on_snapshot;
 };
 
 struct AttachResult {
