@@ -300,6 +300,31 @@ TEST_CASE("The reference engine runs unchanged with a dormant agent and records 
   CHECK(find_praw(dir.path).empty());
 }
 
+TEST_CASE("The engine's in-process A/B switches the agent on and off through its own socket",
+          "[probes][injection][engine]") {
+  // What BM_EngineThroughput_InProcessAB measures with: active blocks record exactly the
+  // engine's stage ranges (one range per stage per step), dormant blocks record nothing.
+  TempDir dir;
+  const auto result = prism::test::run_process(
+      {kEngineProgram, "--requests", "4", "--prompt", "8", "--max-tokens", "4", "--no-clock",
+       "--warmup-rounds", "1", "--ab-blocks", "4", "--ab-block-rounds", "2"},
+      {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_QUIET=1", "PRISM_PROBE_DIR=" + dir.path});
+  INFO(result.out << result.err);
+  REQUIRE(result.exit_code == 0);
+  CHECK(result.out.find("ab_pairs=2 ") != std::string::npos);
+  const auto at = result.out.find("ranges_per_step=");
+  REQUIRE(at != std::string::npos);
+  const double ranges_per_step = std::atof(result.out.c_str() + at + 16);
+  CHECK(ranges_per_step == Approx(9.0));  // the engine's nine stages, each once per step
+
+  SECTION("without the agent it refuses with exit 2 and says why") {
+    const auto bare =
+        prism::test::run_process({kEngineProgram, "--no-clock", "--ab-blocks", "2"}, {});
+    CHECK(bare.exit_code == 2);
+    CHECK(bare.err.find("needs the agent injected") != std::string::npos);
+  }
+}
+
 TEST_CASE("A dormant agent records nothing and writes no trace", "[probes][injection]") {
   TempDir dir;
   const auto result =
