@@ -5,6 +5,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "prism/build_sha.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Prism: benchmark and latency profiling for LLM inference"};

@@ -17,6 +17,7 @@
 #include <fmt/core.h>
 
 #include "prism/baselines/gpu_datasheet.h"
+#include "prism/build_sha.h"
 #include "prism/baselines/machine_peaks.h"
 #include "prism/results/run_file.h"
 

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include "prism/build_sha.h"
 #include "prism/harness/environment.h"
 #include "prism/workloads/tokenizer.h"
 #include "prism/workloads/workload_json.h"

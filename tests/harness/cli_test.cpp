@@ -1,3 +1,6 @@
+#include <cstdlib>
+#include <string>
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -34,6 +37,16 @@ TEST_CASE("prism --version prints the version and the git sha", "[cli]") {
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("prism 0.1.0") != std::string::npos);
   CHECK(r.out.find("git ") != std::string::npos);
+  // The sha is taken at build time, not when CMake last configured: it is the checkout's HEAD
+  // (the build runs before the tests), with "-dirty" when tracked files were modified.
+  const char* source = std::getenv("PRISM_SOURCE_DIR");
+  REQUIRE(source != nullptr);
+  const auto head = run_process({"/usr/bin/git", "-C", source, "rev-parse", "--short=12", "HEAD"});
+  if (head.exit_code == 0 && head.out.size() >= 12) {
+    CHECK(r.out.find("(git " + head.out.substr(0, 12)) != std::string::npos);
+  } else {
+    CHECK(r.out.find("(git unknown)") != std::string::npos);
+  }
 }
 
 TEST_CASE("every subcommand answers --help with exit 0", "[cli]") {
