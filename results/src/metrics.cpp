@@ -140,20 +140,14 @@ Estimate compute_metric(const RunSamples& samples, const MetricSpec& spec, const
     const auto& values = samples_of(samples, *spec.quantity);
     if (values.empty()) return e;
     if (spec.quantile >= 0.0) {
-      if (samples.sorted) return quantile_with_ci(values, spec.quantile, options);
+      if (samples.sorted)
+        return quantile_with_order_statistic_ci(values, spec.quantile, options.confidence);
       std::vector<double> sorted(values);
       std::sort(sorted.begin(), sorted.end());
-      return quantile_with_ci(sorted, spec.quantile, options);
+      return quantile_with_order_statistic_ci(sorted, spec.quantile, options.confidence);
     }
-    e.n = values.size();
-    e.value = mean(values);
-    if (values.size() >= 2) {
-      const double z = normal_quantile(1.0 - (1.0 - options.confidence) / 2.0);
-      const double half = z * sample_stddev(values) / std::sqrt(static_cast<double>(values.size()));
-      e.ci_low = e.value - half;
-      e.ci_high = e.value + half;
-    }
-    return e;
+    return mean_with_normal_ci(values.size(), mean(values), sample_stddev(values),
+                               options.confidence);
   }
   const double duration = samples.duration_s();
   if (spec.statistic == "rps" && spec.name.starts_with("throughput")) {

@@ -94,6 +94,11 @@ TableRun RunLoader::table_run(const RunHandle& handle, const std::vector<std::st
       t.metrics[name] = it->second.estimate;
       continue;
     }
+    if (handle.from_store && spec.quantity) {
+      // Any percentile or mean from the sorted columns: reads four values.
+      t.metrics[name] = store().latency_metric(handle.run_id, spec, options.confidence);
+      continue;
+    }
     if (!samples_cache) {
       bool needs_itl = false;
       for (const auto& m : metrics) needs_itl = needs_itl || m.starts_with("itl.");

@@ -211,6 +211,208 @@ Estimate mean_with_ci(std::span<const double> values, const BootstrapOptions& op
   return e;
 }
 
+OrderStatisticRanks quantile_ci_ranks(std::size_t n, double q, double confidence) {
+  if (n == 0) throw std::invalid_argument("quantile_ci_ranks: no samples");
+  if (!(q >= 0.0 && q <= 1.0)) throw std::invalid_argument("quantile must lie in [0, 1]");
+  if (!(confidence > 0.0 && confidence < 1.0))
+    throw std::invalid_argument("confidence must lie in (0, 1)");
+  const double tail = (1.0 - confidence) / 2.0;
+  OrderStatisticRanks r;
+  // B ~ Binomial(n, q) counts samples below the true quantile. Its weights,
+  // relative to the mode, are summed outward until they vanish against the
+  // total: the normalised sums are the exact CDF without factorials.
+  const auto dn = static_cast<double>(n);
+  std::size_t lo = 0, hi = n;  // support kept: [lo, hi]
+  std::vector<double> weight;  // weight[k - lo]
+  if (q == 0.0 || q == 1.0) {
+    lo = hi = q == 0.0 ? 0 : n;
+    weight.assign(1, 1.0);
+  } else {
+    const auto mode = static_cast<std::size_t>(std::min(dn, std::floor((dn + 1.0) * q)));
+    const double odds = q / (1.0 - q);
+    std::vector<double> down{1.0}, up;  // down[i]: k = mode - i; up[i]: k = mode + 1 + i
+    double total = 1.0;
+    constexpr double kNegligible = 1e-18;
+    for (std::size_t k = mode; k > 0; --k) {
+      // w(k - 1) = w(k) * k / (n - k + 1) / odds
+      const double w =
+          down.back() * static_cast<double>(k) / ((dn - static_cast<double>(k) + 1.0) * odds);
+      if (w < kNegligible * total) break;
+      down.push_back(w);
+      total += w;
+    }
+    double w = 1.0;
+    for (std::size_t k = mode; k < n; ++k) {
+      // w(k + 1) = w(k) * (n - k) / (k + 1) * odds
+      w = w * (dn - static_cast<double>(k)) / static_cast<double>(k + 1) * odds;
+      if (w < kNegligible * total) break;
+      up.push_back(w);
+      total += w;
+    }
+    lo = mode - (down.size() - 1);
+    hi = mode + up.size();
+    weight.assign(down.rbegin(), down.rend());
+    weight.insert(weight.end(), up.begin(), up.end());
+    for (auto& v : weight) v /= total;
+  }
+  // below[k - lo] = P(B <= k); above[k - lo] = P(B >= k), each summed from its
+  // own end so a small tail keeps its precision.
+  std::vector<double> below(weight.size()), above(weight.size());
+  double acc = 0.0;
+  for (std::size_t i = 0; i < weight.size(); ++i) below[i] = acc += weight[i];
+  acc = 0.0;
+  for (std::size_t i = weight.size(); i-- > 0;) above[i] = acc += weight[i];
+  auto cdf_at_most = [&](long long k) {  // P(B <= k)
+    if (k < static_cast<long long>(lo)) return 0.0;
+    if (k >= static_cast<long long>(hi)) return 1.0;
+    return below[static_cast<std::size_t>(k) - lo];
+  };
+  auto tail_at_least = [&](long long k) {  // P(B >= k)
+    if (k <= static_cast<long long>(lo)) return 1.0;
+    if (k > static_cast<long long>(hi)) return 0.0;
+    return above[static_cast<std::size_t>(k) - lo];
+  };
+  // Lower rank: the largest l in [1, n] with P(B <= l - 1) <= tail.
+  long long l = 0;
+  for (long long cand =
+           std::min<long long>(static_cast<long long>(hi) + 1, static_cast<long long>(n));
+       cand >= 1; --cand) {
+    if (cdf_at_most(cand - 1) <= tail) {
+      l = cand;
+      break;
+    }
+  }
+  // Upper rank: the smallest u in [1, n] with P(B >= u) <= tail.
+  long long u = static_cast<long long>(n) + 1;
+  for (long long cand = std::max<long long>(static_cast<long long>(lo), 1);
+       cand <= static_cast<long long>(n); ++cand) {
+    if (tail_at_least(cand) <= tail) {
+      u = cand;
+      break;
+    }
+  }
+  r.lower_clamped = l == 0;
+  r.upper_clamped = u == static_cast<long long>(n) + 1;
+  if (r.lower_clamped) l = 1;
+  if (r.upper_clamped) u = static_cast<long long>(n);
+  if (u < l) u = l;  // only when q is 0 or 1: both ends on the same extreme
+  r.lower = static_cast<std::size_t>(l);
+  r.upper = static_cast<std::size_t>(u);
+  r.coverage = std::max(0.0, 1.0 - cdf_at_most(l - 1) - tail_at_least(u));
+  return r;
+}
+
+Estimate quantile_with_order_statistic_ci(std::size_t n,
+                                          const std::function<double(std::size_t)>& at, double q,
+                                          double confidence) {
+  Estimate e;
+  e.n = n;
+  e.confidence = confidence;
+  if (n == 0) return e;
+  if (!(q >= 0.0 && q <= 1.0)) throw std::invalid_argument("quantile must lie in [0, 1]");
+  // Type 7, as quantile_sorted, from the two neighbouring order statistics.
+  const double h = static_cast<double>(n - 1) * q;
+  const auto j = static_cast<std::size_t>(std::floor(h));
+  const double x_j = at(j);
+  e.value = j + 1 >= n ? x_j : x_j + (h - static_cast<double>(j)) * (at(j + 1) - x_j);
+  const OrderStatisticRanks ranks = quantile_ci_ranks(n, q, confidence);
+  e.ci_low = at(ranks.lower - 1);
+  e.ci_high = at(ranks.upper - 1);
+  return e;
+}
+
+Estimate quantile_with_order_statistic_ci(std::span<const double> sorted, double q,
+                                          double confidence) {
+  return quantile_with_order_statistic_ci(
+      sorted.size(), [&](std::size_t i) { return sorted[i]; }, q, confidence);
+}
+
+Estimate mean_with_normal_ci(std::size_t n, double mean_value, double stddev, double confidence) {
+  Estimate e;
+  e.n = n;
+  e.confidence = confidence;
+  if (n == 0) return e;
+  e.value = mean_value;
+  if (n >= 2) {
+    const double z = normal_quantile(1.0 - (1.0 - confidence) / 2.0);
+    const double half = z * stddev / std::sqrt(static_cast<double>(n));
+    e.ci_low = mean_value - half;
+    e.ci_high = mean_value + half;
+  }
+  return e;
+}
+
+namespace {
+
+// Continued fraction of the regularized incomplete beta I_x(a, b) (modified
+// Lentz), valid for x < (a + 1) / (a + b + 2).
+double incomplete_beta_fraction(double a, double b, double x) {
+  constexpr double kTiny = 1e-300;
+  constexpr double kEpsilon = 1e-15;
+  double c = 1.0;
+  double d = 1.0 - (a + b) * x / (a + 1.0);
+  if (std::abs(d) < kTiny) d = kTiny;
+  d = 1.0 / d;
+  double f = d;
+  for (int m = 1; m <= 10000; ++m) {
+    const double dm = static_cast<double>(m);
+    // Even step: m (b - m) x / ((a + 2m - 1)(a + 2m)).
+    double coefficient = dm * (b - dm) * x / ((a + 2 * dm - 1.0) * (a + 2 * dm));
+    d = 1.0 + coefficient * d;
+    if (std::abs(d) < kTiny) d = kTiny;
+    c = 1.0 + coefficient / c;
+    if (std::abs(c) < kTiny) c = kTiny;
+    d = 1.0 / d;
+    f *= d * c;
+    // Odd step: -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1)).
+    coefficient = -(a + dm) * (a + b + dm) * x / ((a + 2 * dm) * (a + 2 * dm + 1.0));
+    d = 1.0 + coefficient * d;
+    if (std::abs(d) < kTiny) d = kTiny;
+    c = 1.0 + coefficient / c;
+    if (std::abs(c) < kTiny) c = kTiny;
+    d = 1.0 / d;
+    const double delta = d * c;
+    f *= delta;
+    if (std::abs(delta - 1.0) < kEpsilon) break;
+  }
+  return f;
+}
+
+double regularized_incomplete_beta(double a, double b, double x) {
+  if (x <= 0.0) return 0.0;
+  if (x >= 1.0) return 1.0;
+  const double log_front =
+      std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
+  if (x < (a + 1.0) / (a + b + 2.0))
+    return std::exp(log_front) * incomplete_beta_fraction(a, b, x) / a;
+  return 1.0 - std::exp(log_front) * incomplete_beta_fraction(b, a, 1.0 - x) / b;
+}
+
+}  // namespace
+
+double student_t_cdf(double t, double df) {
+  if (!(df > 0.0)) throw std::invalid_argument("student_t_cdf: degrees of freedom must be > 0");
+  if (std::isnan(t)) return t;
+  if (std::isinf(t)) return t > 0 ? 1.0 : 0.0;
+  const double x = df / (df + t * t);
+  const double half_tail = 0.5 * regularized_incomplete_beta(df / 2.0, 0.5, x);
+  return t > 0 ? 1.0 - half_tail : half_tail;
+}
+
+double student_t_quantile(double p, double df) {
+  if (!(p > 0.0 && p < 1.0))
+    throw std::invalid_argument("student_t_quantile: p must lie in (0, 1)");
+  if (p == 0.5) return 0.0;
+  if (p < 0.5) return -student_t_quantile(1.0 - p, df);
+  double low = 0.0, high = 1.0;
+  while (student_t_cdf(high, df) < p) high *= 2.0;
+  for (int i = 0; i < 200 && high - low > 1e-12 * std::max(1.0, high); ++i) {
+    const double mid = 0.5 * (low + high);
+    (student_t_cdf(mid, df) < p ? low : high) = mid;
+  }
+  return 0.5 * (low + high);
+}
+
 MannWhitneyResult mann_whitney_u(std::span<const double> a, std::span<const double> b) {
   MannWhitneyResult result;
   const std::size_t n1 = a.size();

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -198,6 +199,121 @@ void backfill_derived_samples(sqlite3* db, const std::string& path) {
   }
 }
 
+// Version 3: each run's per-request samples, sorted, one column per quantity
+// (ttft, tpot, itl, e2e) stored as little-endian doubles in chunks of
+// kSortedChunk values, plus n, mean and standard deviation. A quantile of any
+// level and its order-statistic interval then read four values by incremental
+// blob I/O instead of every observation row (rowid table: blob I/O needs one).
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE sorted_samples (
+  id INTEGER PRIMARY KEY,
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  quantity TEXT NOT NULL,
+  chunk INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  UNIQUE (run, quantity, chunk)
+);
+CREATE TABLE sample_summaries (
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  quantity TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  mean REAL,
+  stddev REAL,
+  PRIMARY KEY (run, quantity)
+) WITHOUT ROWID;
+)sql";
+
+// Chunks of 64 KiB: SQLite keeps a large value as a chain of overflow pages
+// that a read at an offset walks from the start, so a small chunk bounds a
+// lookup to a few page reads (8 MiB chunks cost 15 ms a table); and any run
+// size stays far below SQLite's 1 GB value limit.
+constexpr std::size_t kSortedChunk = Store::kSortedChunkValues;
+
+constexpr std::array<Quantity, 4> kQuantities{Quantity::kTtft, Quantity::kTpot, Quantity::kItl,
+                                              Quantity::kE2e};
+
+const char* quantity_key(Quantity q) {
+  switch (q) {
+    case Quantity::kTtft:
+      return "ttft";
+    case Quantity::kTpot:
+      return "tpot";
+    case Quantity::kItl:
+      return "itl";
+    case Quantity::kE2e:
+      break;
+  }
+  return "e2e";
+}
+
+// Writes a run's sorted sample columns and summaries (samples must be sorted).
+void write_sample_columns(sqlite3* db, const std::string& path, long long key,
+                          const RunSamples& samples) {
+  Statement chunk(db, path,
+                  "INSERT INTO sorted_samples(run, quantity, chunk, data) VALUES (?, ?, ?, ?)");
+  Statement summary(db, path,
+                    "INSERT INTO sample_summaries(run, quantity, n, mean, stddev) "
+                    "VALUES (?, ?, ?, ?, ?)");
+  for (Quantity q : kQuantities) {
+    const std::vector<double>& values = samples_of(samples, q);
+    const std::string name = quantity_key(q);
+    for (std::size_t start = 0, index = 0; start < values.size(); start += kSortedChunk, ++index) {
+      const std::size_t end = std::min(values.size(), start + kSortedChunk);
+      const std::vector<double> part(values.begin() + static_cast<std::ptrdiff_t>(start),
+                                     values.begin() + static_cast<std::ptrdiff_t>(end));
+      chunk.bind(1, key).bind(2, name).bind(3, static_cast<long long>(index));
+      chunk.bind_blob(4, pack_times(part)).run();
+    }
+    summary.bind(1, key).bind(2, name).bind(3, static_cast<long long>(values.size()));
+    summary.bind_optional(4, values.empty() ? std::nullopt : std::optional<double>(mean(values)));
+    summary.bind_optional(
+        5, values.size() < 2 ? std::nullopt : std::optional<double>(sample_stddev(values)));
+    summary.run();
+  }
+}
+
+RunSamples read_samples(sqlite3* db, const std::string& path, long long key, bool with_itl);
+
+void backfill_sorted_samples(sqlite3* db, const std::string& path) {
+  std::vector<long long> keys;
+  {
+    Statement runs(db, path, "SELECT id FROM runs ORDER BY id");
+    while (runs.step()) keys.push_back(runs.integer(0));
+  }
+  for (long long key : keys) {
+    RunSamples samples = read_samples(db, path, key, /*with_itl=*/true);
+    sort_samples(samples);
+    write_sample_columns(db, path, key, samples);
+    // Percentile intervals stored by an older Prism were bootstrapped: replace
+    // them with the order-statistic intervals this version computes, so a table
+    // shows one kind of interval whatever version stored the run.
+    Statement stored(db, path, "SELECT name, confidence FROM metrics WHERE run = ?");
+    stored.bind(1, key);
+    std::vector<std::pair<std::string, double>> names;
+    while (stored.step()) {
+      const double c = stored.real(1);
+      names.emplace_back(stored.text(0), c > 0.0 && c < 1.0 ? c : 0.95);
+    }
+    Statement update(db, path,
+                     "UPDATE metrics SET value = ?, ci_low = ?, ci_high = ? WHERE run = ? AND "
+                     "name = ?");
+    for (const auto& [name, confidence] : names) {
+      MetricSpec spec;
+      try {
+        spec = parse_metric(name);
+      } catch (const std::invalid_argument&) {
+        continue;  // a metric this version does not know: leave it as stored
+      }
+      if (!spec.quantity || spec.quantile < 0.0) continue;
+      const auto& values = samples_of(samples, *spec.quantity);
+      if (values.empty()) continue;
+      const Estimate e = quantile_with_order_statistic_ci(values, spec.quantile, confidence);
+      update.bind(1, e.value).bind(2, e.ci_low).bind(3, e.ci_high).bind(4, key).bind(5, name);
+      update.run();
+    }
+  }
+}
+
 struct Migration {
   int version;
   const char* sql;
@@ -208,6 +324,7 @@ const std::vector<Migration>& migrations() {
   static const std::vector<Migration> list{
       {1, kSchemaV1, nullptr},
       {2, kSchemaV2, backfill_derived_samples},
+      {3, kSchemaV3, backfill_sorted_samples},
   };
   return list;
 }
@@ -292,6 +409,69 @@ json parse_stored_json(const std::string& text, const std::string& path, const s
 
 double nan_if_null(const Statement& s, int c) {
   return s.is_null(c) ? std::numeric_limits<double>::quiet_NaN() : s.real(c);
+}
+
+RunSamples read_samples(sqlite3* db, const std::string& path, long long key, bool with_itl) {
+  // Without ITL, only the blob's length is read (SQLite knows it without the bytes).
+  Statement s(db, path,
+              with_itl ? "SELECT warmup, status, scheduled_s, completed_s, prompt_tokens, "
+                         "completion_tokens, ttft_s, tpot_s, e2e_s, token_times FROM observations "
+                         "WHERE run = ? ORDER BY seq"
+                       : "SELECT warmup, status, scheduled_s, completed_s, prompt_tokens, "
+                         "completion_tokens, ttft_s, tpot_s, e2e_s, length(token_times) FROM "
+                         "observations WHERE run = ? ORDER BY seq");
+  s.bind(1, key);
+  RunSamples r;
+  {
+    Statement count(db, path, "SELECT request_count FROM runs WHERE id = ?");
+    count.bind(1, key);
+    if (count.step()) {
+      const auto n = static_cast<std::size_t>(count.integer(0));
+      for (auto* v : {&r.ttft_s, &r.tpot_s, &r.e2e_s, &r.prompt_tokens, &r.ttft_by_request,
+                      &r.tpot_by_request, &r.e2e_by_request})
+        v->reserve(n);
+    }
+  }
+  bool first = true;
+  while (s.step()) {
+    if (s.integer(0) != 0) continue;  // warmup
+    ++r.requests;
+    const double scheduled = s.real(2);
+    const double completed = s.real(3);
+    if (first) {
+      r.first_scheduled_s = scheduled;
+      r.last_completed_s = completed;
+      first = false;
+    }
+    r.first_scheduled_s = std::min(r.first_scheduled_s, scheduled);
+    r.last_completed_s = std::max(r.last_completed_s, completed);
+    if (!s.text_equals(1, "ok")) {
+      ++r.failed;
+      continue;
+    }
+    ++r.succeeded;
+    const double ttft = nan_if_null(s, 6);
+    const double tpot = nan_if_null(s, 7);
+    const double e2e = nan_if_null(s, 8);
+    if (!std::isnan(ttft)) r.ttft_s.push_back(ttft);
+    if (!std::isnan(tpot)) r.tpot_s.push_back(tpot);
+    if (!std::isnan(e2e)) r.e2e_s.push_back(e2e);
+    const std::size_t token_count =
+        (with_itl ? s.bytes(9) : static_cast<std::size_t>(s.integer(9))) / sizeof(double);
+    if (with_itl) {
+      const std::vector<double> times = s.times(9);
+      for (std::size_t i = 1; i < times.size(); ++i) r.itl_s.push_back(times[i] - times[i - 1]);
+    }
+    const auto prompt = static_cast<std::uint64_t>(s.integer(4));
+    const auto completion = static_cast<std::uint64_t>(s.integer(5));
+    r.prompt_tokens.push_back(static_cast<double>(prompt));
+    r.ttft_by_request.push_back(ttft);
+    r.tpot_by_request.push_back(tpot);
+    r.e2e_by_request.push_back(e2e);
+    r.input_tokens += prompt;
+    r.output_tokens += completion != 0 ? completion : token_count;
+  }
+  return r;
 }
 
 }  // namespace
@@ -396,7 +576,8 @@ bool Store::has_run(const std::string& run_id) const {
 void Store::put_run(const Run& run) {
   if (run.run_id.empty()) throw StoreError(fmt::format("{}: field 'run_id': empty", path_));
   // Metrics are computed before the transaction so the write lock is short.
-  const RunSamples samples = collect_samples(run.observations);
+  RunSamples samples = collect_samples(run.observations);
+  sort_samples(samples);  // once: every quantile metric and the sorted columns use it
   const Slo slo = slo_from_configuration(run.configuration);
   std::vector<std::pair<MetricSpec, Estimate>> metrics;
   for (const auto& name : standard_metric_names()) {
@@ -491,6 +672,7 @@ void Store::put_run(const Run& run) {
       metric.bind(6, e.confidence).bind(7, static_cast<long long>(e.n)).bind(8, unit_of(spec));
       metric.run();
     }
+    write_sample_columns(db_, path_, key, samples);
     if (!run.stages.is_null()) {
       Statement stages(db_, path_, "INSERT INTO stages(run, json) VALUES (?, ?)");
       stages.bind(1, key).bind(2, run.stages.dump()).run();
@@ -590,66 +772,104 @@ void Store::remove_run(const std::string& run_id) {
 RunSamples Store::load_samples(const std::string& run_id, bool with_itl) const {
   const long long key = run_key(run_id);
   if (key < 0) throw StoreError(fmt::format("{}: no run '{}' in the store", path_, run_id));
-  // Without ITL, only the blob's length is read (SQLite knows it without the bytes).
+  return read_samples(db_, path_, key, with_itl);
+}
+
+namespace {
+
+// Reads single values of a run's sorted column through incremental blob I/O.
+class SortedColumnReader {
+ public:
+  SortedColumnReader(sqlite3* db, const std::string& path, long long key, Quantity quantity)
+      : db_(db), path_(path) {
+    Statement chunks(db, path,
+                     "SELECT id, length(data) FROM sorted_samples WHERE run = ? AND quantity = ? "
+                     "ORDER BY chunk");
+    chunks.bind(1, key).bind(2, std::string(quantity_key(quantity)));
+    bool short_seen = false;  // only the last chunk may be short
+    while (chunks.step()) {
+      if (short_seen) {
+        throw StoreError(fmt::format(
+            "{}: field 'sorted_samples.data': a short chunk before the last (run key {}, {})", path,
+            key, quantity_key(quantity)));
+      }
+      rowids_.push_back(chunks.integer(0));
+      short_seen = chunks.integer(1) != static_cast<long long>(kSortedChunk * sizeof(double));
+    }
+  }
+  ~SortedColumnReader() { sqlite3_blob_close(blob_); }
+  SortedColumnReader(const SortedColumnReader&) = delete;
+  SortedColumnReader& operator=(const SortedColumnReader&) = delete;
+
+  double at(std::size_t index) {
+    const std::size_t chunk = index / kSortedChunk;
+    if (chunk >= rowids_.size()) {
+      throw StoreError(fmt::format("{}: field 'sorted_samples': value {} is past the stored column",
+                                   path_, index));
+    }
+    const sqlite3_int64 rowid = rowids_[chunk];
+    int rc = SQLITE_OK;
+    if (blob_ == nullptr) {
+      rc = sqlite3_blob_open(db_, "main", "sorted_samples", "data", rowid, 0, &blob_);
+    } else if (rowid != open_rowid_) {
+      rc = sqlite3_blob_reopen(blob_, rowid);
+    }
+    open_rowid_ = rowid;
+    unsigned char bytes[sizeof(double)];
+    if (rc == SQLITE_OK)
+      rc = sqlite3_blob_read(blob_, bytes, sizeof bytes,
+                             static_cast<int>((index % kSortedChunk) * sizeof(double)));
+    if (rc != SQLITE_OK) {
+      throw StoreError(
+          fmt::format("{}: field 'sorted_samples.data': {}", path_, sqlite3_errmsg(db_)));
+    }
+    return unpack_times(bytes, sizeof bytes).front();
+  }
+
+ private:
+  sqlite3* db_;
+  const std::string& path_;
+  std::vector<sqlite3_int64> rowids_;
+  sqlite3_blob* blob_ = nullptr;
+  sqlite3_int64 open_rowid_ = -1;
+};
+
+}  // namespace
+
+Estimate Store::latency_metric(const std::string& run_id, const MetricSpec& spec,
+                               double confidence) const {
+  if (!spec.quantity)
+    throw std::invalid_argument(fmt::format("'{}' is not a per-request latency", spec.name));
+  const long long key = run_key(run_id);
+  if (key < 0) throw StoreError(fmt::format("{}: no run '{}' in the store", path_, run_id));
+  Statement summary(db_, path_,
+                    "SELECT n, mean, stddev FROM sample_summaries WHERE run = ? AND quantity = ?");
+  summary.bind(1, key).bind(2, std::string(quantity_key(*spec.quantity)));
+  Estimate e;
+  e.confidence = confidence;
+  if (!summary.step()) return e;
+  const auto n = static_cast<std::size_t>(summary.integer(0));
+  if (n == 0) return e;
+  if (spec.quantile < 0.0)
+    return mean_with_normal_ci(n, summary.real(1), summary.is_null(2) ? 0.0 : summary.real(2),
+                               confidence);
+  SortedColumnReader column(db_, path_, key, *spec.quantity);
+  return quantile_with_order_statistic_ci(
+      n, [&](std::size_t i) { return column.at(i); }, spec.quantile, confidence);
+}
+
+std::vector<double> Store::sorted_samples(const std::string& run_id, Quantity quantity) const {
+  const long long key = run_key(run_id);
+  if (key < 0) throw StoreError(fmt::format("{}: no run '{}' in the store", path_, run_id));
   Statement s(db_, path_,
-              with_itl ? "SELECT warmup, status, scheduled_s, completed_s, prompt_tokens, "
-                         "completion_tokens, ttft_s, tpot_s, e2e_s, token_times FROM observations "
-                         "WHERE run = ? ORDER BY seq"
-                       : "SELECT warmup, status, scheduled_s, completed_s, prompt_tokens, "
-                         "completion_tokens, ttft_s, tpot_s, e2e_s, length(token_times) FROM "
-                         "observations WHERE run = ? ORDER BY seq");
-  s.bind(1, key);
-  RunSamples r;
-  {
-    Statement count(db_, path_, "SELECT request_count FROM runs WHERE id = ?");
-    count.bind(1, key);
-    if (count.step()) {
-      const auto n = static_cast<std::size_t>(count.integer(0));
-      for (auto* v : {&r.ttft_s, &r.tpot_s, &r.e2e_s, &r.prompt_tokens, &r.ttft_by_request,
-                      &r.tpot_by_request, &r.e2e_by_request})
-        v->reserve(n);
-    }
-  }
-  bool first = true;
+              "SELECT data FROM sorted_samples WHERE run = ? AND quantity = ? ORDER BY chunk");
+  s.bind(1, key).bind(2, std::string(quantity_key(quantity)));
+  std::vector<double> out;
   while (s.step()) {
-    if (s.integer(0) != 0) continue;  // warmup
-    ++r.requests;
-    const double scheduled = s.real(2);
-    const double completed = s.real(3);
-    if (first) {
-      r.first_scheduled_s = scheduled;
-      r.last_completed_s = completed;
-      first = false;
-    }
-    r.first_scheduled_s = std::min(r.first_scheduled_s, scheduled);
-    r.last_completed_s = std::max(r.last_completed_s, completed);
-    if (!s.text_equals(1, "ok")) {
-      ++r.failed;
-      continue;
-    }
-    ++r.succeeded;
-    const double ttft = nan_if_null(s, 6);
-    const double tpot = nan_if_null(s, 7);
-    const double e2e = nan_if_null(s, 8);
-    if (!std::isnan(ttft)) r.ttft_s.push_back(ttft);
-    if (!std::isnan(tpot)) r.tpot_s.push_back(tpot);
-    if (!std::isnan(e2e)) r.e2e_s.push_back(e2e);
-    const std::size_t token_count =
-        (with_itl ? s.bytes(9) : static_cast<std::size_t>(s.integer(9))) / sizeof(double);
-    if (with_itl) {
-      const std::vector<double> times = s.times(9);
-      for (std::size_t i = 1; i < times.size(); ++i) r.itl_s.push_back(times[i] - times[i - 1]);
-    }
-    const auto prompt = static_cast<std::uint64_t>(s.integer(4));
-    const auto completion = static_cast<std::uint64_t>(s.integer(5));
-    r.prompt_tokens.push_back(static_cast<double>(prompt));
-    r.ttft_by_request.push_back(ttft);
-    r.tpot_by_request.push_back(tpot);
-    r.e2e_by_request.push_back(e2e);
-    r.input_tokens += prompt;
-    r.output_tokens += completion != 0 ? completion : token_count;
+    const std::vector<double> part = s.times(0);
+    out.insert(out.end(), part.begin(), part.end());
   }
-  return r;
+  return out;
 }
 
 std::map<std::string, StoredMetric> Store::load_metrics(const std::string& run_id) const {

@@ -342,10 +342,15 @@ Table build_table(std::span<const TableRun> runs, const TableOptions& options) {
   for (const auto& row : t.cells)
     for (const auto& cell : row)
       if (cell.estimate && cell.estimate->has_ci()) confidence = cell.estimate->confidence;
+  bool any_bold = false;
+  for (const auto& row : t.cells)
+    for (const auto& cell : row) any_bold = any_bold || cell.best;
+  // Only claim bold values when there are some: a single row, or columns with
+  // one value each, leave nothing to compare.
   t.notes.push_back(fmt::format(
-      "± is half the width of the {:g}% confidence interval (bootstrap for percentiles); best "
-      "value per column in bold.",
-      confidence * 100.0));
+      "± is half the width of the {:g}% confidence interval (order-statistic interval for "
+      "percentiles){}",
+      confidence * 100.0, any_bold ? "; best value per column in bold." : "."));
   for (const auto& [key, count] : counts) {
     if (count > 1)
       t.notes.push_back(fmt::format("{} / {}: {} runs, the latest ({}) is shown.", key.first,

@@ -1,5 +1,7 @@
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include <catch2/catch.hpp>
@@ -183,7 +185,7 @@ TEST_CASE("a version 1 store is migrated in place and its per-request samples ba
     sqlite3_close(db);
   }
   Store store(path);
-  CHECK(store.schema_version() == 2);
+  CHECK(store.schema_version() == Store::kSchemaVersion);
   const RunSamples s = store.load_samples("old-run");
   REQUIRE(s.ttft_s.size() == 1);
   CHECK(s.ttft_s[0] == Approx(0.5));
@@ -193,6 +195,11 @@ TEST_CASE("a version 1 store is migrated in place and its per-request samples ba
   CHECK(run.observations.at(0).request_id == 7);
   store.set_baseline("main", "old-run");  // the version-2 table exists
   CHECK(store.baseline("main") == "old-run");
+  // Version 3: the sorted columns were backfilled too.
+  const auto itl = store.sorted_samples("old-run", Quantity::kItl);
+  REQUIRE(itl.size() == 2);
+  CHECK(itl[0] == Approx(0.1));
+  CHECK(itl[1] == Approx(0.2));
 }
 
 TEST_CASE("a store from a newer Prism is refused, naming the file and the version field") {
@@ -238,4 +245,106 @@ TEST_CASE("token times survive packing exactly") {
   CHECK(packed.size() == 32);
   CHECK(unpack_times(packed.data(), packed.size()) == times);
   CHECK(unpack_times(nullptr, 0).empty());
+}
+
+namespace {
+
+// Turns a current store into what a version-2 Prism left: no sorted columns,
+// percentile intervals from the bootstrap (here: marked with sentinel bounds).
+void downgrade_to_version_2(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  const char* sql =
+      "DROP TABLE sorted_samples; DROP TABLE sample_summaries;"
+      "UPDATE metrics SET ci_low = -1, ci_high = -1 WHERE name = 'ttft.p99';"
+      "PRAGMA user_version = 2;";
+  REQUIRE(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+}
+
+}  // namespace
+
+TEST_CASE("a version 2 store gains sorted sample columns and order-statistic intervals") {
+  TempDir dir;
+  const std::string path = dir.file("v2.db");
+  const Run run = sample_run();
+  {
+    Store store(path);
+    store.put_run(run);
+  }
+  downgrade_to_version_2(path);
+  Store store(path);
+  CHECK(store.schema_version() == 3);
+  RunSamples expected = collect_samples(run.observations);
+  sort_samples(expected);
+  CHECK(store.sorted_samples(run.run_id, Quantity::kTtft) == expected.ttft_s);
+  CHECK(store.sorted_samples(run.run_id, Quantity::kTpot) == expected.tpot_s);
+  CHECK(store.sorted_samples(run.run_id, Quantity::kItl) == expected.itl_s);
+  CHECK(store.sorted_samples(run.run_id, Quantity::kE2e) == expected.e2e_s);
+  // The stored bootstrap interval was replaced by the order-statistic one.
+  const auto p99 = store.load_metrics(run.run_id).at("ttft.p99").estimate;
+  const auto want = quantile_with_order_statistic_ci(expected.ttft_s, 0.99, 0.95);
+  CHECK(p99.ci_low == want.ci_low);
+  CHECK(p99.ci_high == want.ci_high);
+  CHECK(p99.value == want.value);
+}
+
+TEST_CASE("any latency percentile or mean comes from the sorted columns, equal to the samples'") {
+  TempDir dir;
+  Store store(dir.file("prism.db"));
+  const Run run = sample_run();
+  store.put_run(run);
+  const RunSamples samples = collect_samples(run.observations);
+  for (const char* name :
+       {"ttft.p95", "ttft.p99.9", "tpot.p75", "itl.p99.9", "itl.p0", "e2e.p100", "itl.mean"}) {
+    INFO(name);
+    const MetricSpec spec = parse_metric(name);
+    const Estimate got = store.latency_metric(run.run_id, spec, 0.95);
+    const Estimate want = compute_metric(samples, spec, {});
+    CHECK(got.n == want.n);
+    CHECK(got.value == Approx(want.value).epsilon(1e-12));
+    CHECK(got.ci_low == Approx(want.ci_low).epsilon(1e-12));
+    CHECK(got.ci_high == Approx(want.ci_high).epsilon(1e-12));
+  }
+  CHECK_THROWS_AS(store.latency_metric(run.run_id, parse_metric("goodput")), std::invalid_argument);
+  CHECK_THROWS_AS(store.latency_metric("missing", parse_metric("ttft.p50")), StoreError);
+}
+
+TEST_CASE("a run without samples of a quantity has no latency metric, not a made-up one") {
+  TempDir dir;
+  Store store(dir.file("prism.db"));
+  SyntheticOptions o;
+  o.requests = 5;
+  o.tokens = 1;  // one token per request: no TPOT and no ITL
+  const Run run = synthetic_run(o);
+  store.put_run(run);
+  CHECK(store.latency_metric(run.run_id, parse_metric("tpot.p99")).n == 0);
+  CHECK(std::isnan(store.latency_metric(run.run_id, parse_metric("itl.mean")).value));
+  CHECK(store.latency_metric(run.run_id, parse_metric("ttft.p50")).n == 5);
+  CHECK(store.sorted_samples(run.run_id, Quantity::kItl).empty());
+}
+
+TEST_CASE("a sorted column longer than one chunk is read across the chunk boundaries") {
+  TempDir dir;
+  Store store(dir.file("prism.db"));
+  // 2,000 requests x 16 tokens = 30,000 token gaps: four chunks of 8,192.
+  SyntheticOptions o;
+  o.requests = 2000;
+  o.tokens = 16;
+  const Run run = synthetic_run(o);
+  store.put_run(run);
+  const auto itl = store.sorted_samples(run.run_id, Quantity::kItl);
+  REQUIRE(itl.size() == 2000u * 15u);
+  REQUIRE(itl.size() > 3 * Store::kSortedChunkValues);
+  CHECK(std::is_sorted(itl.begin(), itl.end()));
+  // Quantiles whose ranks fall in the first, middle and last chunks.
+  for (const char* name : {"itl.p1", "itl.p50", "itl.p99.9", "itl.p100"}) {
+    INFO(name);
+    const MetricSpec spec = parse_metric(name);  // quantile p / 100, as the table computes it
+    const auto e = store.latency_metric(run.run_id, spec, 0.95);
+    const auto want = quantile_with_order_statistic_ci(itl, spec.quantile, 0.95);
+    CHECK(e.value == want.value);
+    CHECK(e.ci_low == want.ci_low);
+    CHECK(e.ci_high == want.ci_high);
+  }
 }

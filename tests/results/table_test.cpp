@@ -46,8 +46,8 @@ TableOptions options() {
 }
 
 const char* kNotes =
-    "± is half the width of the 95% confidence interval (bootstrap for percentiles); best value "
-    "per column in bold.\n\n"
+    "± is half the width of the 95% confidence interval (order-statistic interval for "
+    "percentiles); best value per column in bold.\n\n"
     "Environment: EPYC 9654 (192 threads), 2 x H100, driver 580.65, CUDA 13.0, Prism 0.1.0 "
     "(abc123). Runs: r1, r2.\n";
 
@@ -90,8 +90,8 @@ TEST_CASE("a LaTeX table uses booktabs, grouped workload headers and escapes tex
       "sglang & \\textbf{98.7 $\\pm$ 3.5} & 8.25 $\\pm$ 0.25 \\\\\n"
       "\\bottomrule\n\\end{tabular}\n"
       "\\par\\smallskip\\footnotesize\n"
-      "$\\pm$ is half the width of the 95\\% confidence interval (bootstrap for percentiles); best "
-      "value per column in bold.\\\\\n"
+      "$\\pm$ is half the width of the 95\\% confidence interval (order-statistic interval for "
+      "percentiles); best value per column in bold.\\\\\n"
       "Environment: EPYC 9654 (192 threads), 2 x H100, driver 580.65, CUDA 13.0, Prism 0.1.0 "
       "(abc123). Runs: r1, r2.\\\\\n"
       "\\end{table}\n";
@@ -111,8 +111,8 @@ TEST_CASE("an HTML table has a two-level header and strong best values") {
       "<tr><th scope=\"row\">&lt;b&gt;sglang&lt;/b&gt;</th><td><strong>98.7 ± 3.5</strong></td>"
       "<td>8.25 ± 0.25</td></tr>\n"
       "</tbody>\n</table>\n"
-      "<p class=\"prism-note\">± is half the width of the 95% confidence interval (bootstrap for "
-      "percentiles); best value per column in bold.</p>\n"
+      "<p class=\"prism-note\">± is half the width of the 95% confidence interval (order-statistic "
+      "interval for percentiles); best value per column in bold.</p>\n"
       "<p class=\"prism-note\">Environment: EPYC 9654 (192 threads), 2 x H100, driver 580.65, "
       "CUDA 13.0, Prism 0.1.0 (abc123). Runs: r1, r2.</p>\n";
   CHECK(render_table(table, TableFormat::kHtml) == expected);
@@ -134,6 +134,22 @@ TEST_CASE("workloads become column groups, missing cells show a dash and are nev
   // vllm has rag TTFT only; sglang ran no rag: a single value per column is not bolded.
   CHECK(md.find("| vllm | 123 ± 4 | **9.50 ± 0.50** | 123 ± 4 | — |") != std::string::npos);
   CHECK(md.find("| sglang | **98.7 ± 3.5** | 8.25 ± 0.25 | — | — |") != std::string::npos);
+}
+
+TEST_CASE("a table with nothing to compare does not promise bold values in its footnote") {
+  // One system: every column has a single value, so nothing is bold.
+  const auto runs = two_systems();
+  const auto single = build_table(std::span<const TableRun>(runs.data(), 1), options());
+  for (const auto& cell : single.cells.at(0)) CHECK_FALSE(cell.best);
+  REQUIRE_FALSE(single.notes.empty());
+  CHECK(single.notes.front() ==
+        "± is half the width of the 95% confidence interval (order-statistic interval for "
+        "percentiles).");
+  for (auto format : {TableFormat::kMarkdown, TableFormat::kLatex, TableFormat::kHtml})
+    CHECK(render_table(single, format).find("bold") == std::string::npos);
+  // Two systems: the footnote says what the bold means.
+  const auto both = build_table(runs, options());
+  CHECK(both.notes.front().find("best value per column in bold") != std::string::npos);
 }
 
 TEST_CASE("--by workload,target transposes the table") {

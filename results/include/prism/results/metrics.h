@@ -45,8 +45,9 @@ struct Slo {
 Slo slo_from_configuration(const nlohmann::json& configuration);
 
 // Computes one metric. The Estimate's value and interval are in stored units
-// (seconds, requests/s). Latency quantiles use the exact order-statistic
-// bootstrap; means use the normal-theory interval (mean +- z s / sqrt(n)),
+// (seconds, requests/s). Latency quantiles use the distribution-free
+// order-statistic interval (quantile_with_order_statistic_ci: exact binomial
+// ranks, no resampling); means use the normal-theory interval (mean +- z s / sqrt(n)),
 // which matches the bootstrap for the sample sizes benchmarks produce;
 // goodput and ratios use the Wilson score interval. An Estimate with n == 0
 // means "not available" (no samples, or goodput without SLOs).

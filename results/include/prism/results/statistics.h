@@ -86,6 +86,43 @@ struct Interval {
   double low = std::numeric_limits<double>::quiet_NaN();
   double high = std::numeric_limits<double>::quiet_NaN();
 };
+
+// Distribution-free confidence interval for the q-quantile from order
+// statistics. With B ~ Binomial(n, q) the number of samples below the true
+// quantile xi_q, P(x_(l) <= xi_q <= x_(u)) = 1 - P(B <= l - 1) - P(B >= u)
+// for any continuous distribution (x_(r) is the r-th smallest, 1-based). The
+// ranks are the tightest with each tail at most (1 - confidence) / 2, computed
+// from the exact binomial distribution (summed outward from its mode: about
+// 80 sqrt(n q (1 - q)) terms, no resampling, no access to the data). When a
+// tail cannot be met with the n samples (small n, extreme q), that side is
+// clamped to the sample minimum or maximum and `coverage` says what the
+// interval really has.
+struct OrderStatisticRanks {
+  std::size_t lower = 0;  // 1-based ranks into the sorted sample
+  std::size_t upper = 0;
+  double coverage = 0.0;       // exact coverage for continuous data
+  bool lower_clamped = false;  // the lower tail exceeds (1 - confidence) / 2 even at rank 1
+  bool upper_clamped = false;
+};
+OrderStatisticRanks quantile_ci_ranks(std::size_t n, double q, double confidence);
+
+// Type-7 quantile with the order-statistic interval above. `at(i)` returns the
+// i-th smallest value (0-based) of n: only four values are read, so a caller
+// can serve them from storage without loading the sample.
+Estimate quantile_with_order_statistic_ci(std::size_t n,
+                                          const std::function<double(std::size_t)>& at, double q,
+                                          double confidence = 0.95);
+Estimate quantile_with_order_statistic_ci(std::span<const double> sorted, double q,
+                                          double confidence = 0.95);
+
+// Normal-theory interval of a mean, mean +- z s / sqrt(n) (none for n < 2).
+Estimate mean_with_normal_ci(std::size_t n, double mean, double stddev, double confidence = 0.95);
+
+// Student's t distribution: CDF and quantile for df > 0 degrees of freedom
+// (regularized incomplete beta by continued fraction; quantile by bisection
+// on the CDF, |error| < 1e-10).
+double student_t_cdf(double t, double df);
+double student_t_quantile(double p, double df);
 Interval percentile_interval(std::vector<double> replicates, double confidence);
 
 // Mann-Whitney U test, two-sided. u is the statistic of `a`: the number of

@@ -1,6 +1,7 @@
 // The SQLite result store: runs, environments (deduplicated by content),
 // per-request observations, precomputed metrics with confidence intervals,
-// stage breakdowns and named baselines. The schema is versioned with
+// each run's per-request samples sorted into columns (any percentile is an
+// index lookup), stage breakdowns and named baselines. The schema is versioned with
 // PRAGMA user_version and upgraded in place by ordered migrations.
 #pragma once
 
@@ -44,7 +45,9 @@ struct StoredMetric {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
+  // Values per stored chunk of a sorted sample column (schema v3).
+  static constexpr std::size_t kSortedChunkValues = 8192;
 
   // Opens (creating if needed) and migrates to kSchemaVersion. Throws
   // StoreError naming the file for a corrupt database or a newer schema.
@@ -70,6 +73,17 @@ class Store {
   // Without with_itl the token lists are not decoded (itl_s stays empty).
   RunSamples load_samples(const std::string& run_id, bool with_itl = true) const;
   std::map<std::string, StoredMetric> load_metrics(const std::string& run_id) const;
+
+  // Any latency metric (ttft|tpot|itl|e2e . p<N>|mean) from the run's stored
+  // sorted sample columns (schema v3): a quantile and its order-statistic
+  // interval read four stored values, a mean its stored n, mean and standard
+  // deviation, so the cost does not grow with the run's size. n == 0 when the
+  // run has no such samples. Throws std::invalid_argument for a metric that is
+  // not a latency, StoreError for an unknown run.
+  Estimate latency_metric(const std::string& run_id, const MetricSpec& spec,
+                          double confidence = 0.95) const;
+  // A quantity's samples of a run, ascending, as stored.
+  std::vector<double> sorted_samples(const std::string& run_id, Quantity quantity) const;
 
   void set_baseline(const std::string& name, const std::string& run_id);
   std::optional<std::string> baseline(const std::string& name) const;
