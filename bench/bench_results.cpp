@@ -318,6 +318,108 @@ void BM_EngineGatePower(benchmark::State& state) {
 }
 BENCHMARK(BM_EngineGatePower)->Unit(benchmark::kSecond)->Iterations(1);
 
+// ---------------------------------------------------------------------------
+// The run-level gate on the real reference engine: the unit of the test is
+// the run. Each repeat makes `pairs` triples of runs (base, base again,
+// slowed), each triple in a random order so drift of the machine hits all
+// three alike, then gates base-set vs base-again-set (A/A: a failure is a
+// false regression) and base-set vs slowed-set (A/B: a failure is a catch),
+// both paired in triple order (compare_run_sets). For contrast, the
+// per-request gate is applied to the first triple's single runs.
+//
+// Environment knobs (defaults: what results/README.md recommends):
+//   PRISM_GATE_REPEATS   repeats (default 100)
+//   PRISM_GATE_PAIRS     runs per side (default 10)
+//   PRISM_GATE_REQUESTS  measured requests per run (default 400)
+//   PRISM_GATE_WARMUP    warm-up requests per run, not measured (default 20)
+//   PRISM_GATE_DELAY     injected delay fraction (default 0.05)
+//   PRISM_GATE_SEED      run-order seed, so repeats split over several
+//                        invocations (one per quiet-lock slot) stay independent
+// Run: bench_results --benchmark_filter=EngineRunGate
+void BM_EngineRunGate(benchmark::State& state) {
+  const std::size_t repeats = env_size("PRISM_GATE_REPEATS", 100);
+  const std::size_t pairs = env_size("PRISM_GATE_PAIRS", 10);
+  EngineLoad load;
+  load.requests = env_size("PRISM_GATE_REQUESTS", 400);
+  load.warmup = env_size("PRISM_GATE_WARMUP", 20);
+  const double delay = env_double("PRISM_GATE_DELAY", 0.05);
+  const std::uint64_t seed = env_size("PRISM_GATE_SEED", 7);
+  prism::kernels::set_kernel_threads(static_cast<int>(env_size("PRISM_POWER_THREADS", 1)));
+  prism::engine::EngineOptions engine_options;
+  auto loaded = prism::engine::load_engine("tiny", engine_options);
+  prism::engine::Engine& engine = *loaded.engine;
+  CompareOptions options;  // defaults: the six latency metrics, alpha 0.05, no threshold
+  options.resamples = 1000;
+  std::size_t aa_false = 0, ab_caught = 0, single_aa_false = 0, single_ab_caught = 0;
+  double aa_log_sd_sum = 0.0, ab_change_sum = 0.0, aa_change_sum = 0.0;
+  std::mt19937_64 order_gen(seed);
+  // One unmeasured run first: the engine's first run after loading pays for
+  // page faults and allocator growth that later runs do not.
+  engine_run(engine, load, 0.0, "discarded-first-run");
+  for (auto _ : state) {
+    for (std::size_t r = 0; r < repeats; ++r) {
+      std::array<std::vector<Run>, 3> runs;  // 0: base, 1: base again, 2: slowed
+      std::array<std::vector<RunSamples>, 3> samples;
+      for (std::size_t p = 0; p < pairs; ++p) {
+        std::array<int, 3> order{0, 1, 2};
+        std::shuffle(order.begin(), order.end(), order_gen);
+        for (int which : order) {
+          const auto w = static_cast<std::size_t>(which);
+          runs[w].push_back(engine_run(engine, load, which == 2 ? delay : 0.0,
+                                       fmt::format("s{}-r{}-p{}-{}", seed, r, p, which)));
+          samples[w].push_back(collect_samples(runs[w].back().observations));
+        }
+      }
+      const auto aa = compare_run_sets(runs[0], samples[0], runs[1], samples[1], options);
+      const auto ab = compare_run_sets(runs[0], samples[0], runs[2], samples[2], options);
+      options.seed = seed * 1000 + r;
+      const auto single_aa =
+          compare_runs(runs[0][0], samples[0][0], runs[1][0], samples[1][0], options);
+      const auto single_ab =
+          compare_runs(runs[0][0], samples[0][0], runs[2][0], samples[2][0], options);
+      aa_false += aa.regression;
+      ab_caught += ab.regression;
+      single_aa_false += single_aa.regression;
+      single_ab_caught += single_ab.regression;
+      // Run-to-run noise: sd over pairs of ln(base again / base) of e2e.p50.
+      std::vector<double> d;
+      const MetricSpec e2e = parse_metric("e2e.p50");
+      for (std::size_t p = 0; p < pairs; ++p) {
+        const auto& a = samples[0][p].e2e_s;
+        const auto& b = samples[1][p].e2e_s;
+        d.push_back(std::log(percentile(b, 50) / percentile(a, 50)));
+      }
+      aa_log_sd_sum += sample_stddev(d);
+      for (const auto& m : aa.metrics)
+        if (m.spec.name == "e2e.p50") aa_change_sum += m.change;
+      for (const auto& m : ab.metrics)
+        if (m.spec.name == "e2e.p50") ab_change_sum += m.change;
+      std::string failing;
+      for (const auto& m : aa.metrics)
+        if (m.regression) failing += " " + m.spec.name;
+      fmt::print(stderr,
+                 "seed {} repeat {:3}: run-level A/A {} A/B {} | per-request A/A {} A/B {} | "
+                 "e2e.p50 pair sd {:.4f}{}\n",
+                 seed, r, aa.regression ? "FAIL" : "pass", ab.regression ? "FAIL" : "pass",
+                 single_aa.regression ? "FAIL" : "pass", single_ab.regression ? "FAIL" : "pass",
+                 sample_stddev(d), failing.empty() ? "" : " (A/A failed on" + failing + ")");
+    }
+  }
+  const double n = static_cast<double>(repeats);
+  state.counters["repeats"] = n;
+  state.counters["pairs"] = static_cast<double>(pairs);
+  state.counters["requests_per_run"] = static_cast<double>(load.requests);
+  state.counters["delay"] = delay;
+  state.counters["run_aa_false_regression_rate"] = static_cast<double>(aa_false) / n;
+  state.counters["run_ab_power"] = static_cast<double>(ab_caught) / n;
+  state.counters["request_aa_false_regression_rate"] = static_cast<double>(single_aa_false) / n;
+  state.counters["request_ab_power"] = static_cast<double>(single_ab_caught) / n;
+  state.counters["aa_e2e_p50_pair_log_sd"] = aa_log_sd_sum / n;
+  state.counters["aa_mean_e2e_p50_change"] = aa_change_sum / n;
+  state.counters["ab_mean_e2e_p50_change"] = ab_change_sum / n;
+}
+BENCHMARK(BM_EngineRunGate)->Unit(benchmark::kSecond)->Iterations(1);
+
 }  // namespace
 
 BENCHMARK_MAIN();

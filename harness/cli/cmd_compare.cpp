@@ -1,5 +1,7 @@
 // prism compare BASE CANDIDATE: the statistical CI gate. Exit 1 on a
-// significant regression beyond --max-regression, else 0.
+// significant regression beyond --max-regression, else 0. One run per side:
+// the per-request test; several per side (comma-separated): the run-level test.
+#include <algorithm>
 #include <iostream>
 
 #include <fmt/core.h>
@@ -10,6 +12,20 @@
 #include "prism/results/run_source.h"
 
 namespace prism::cli {
+namespace {
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
 
 void add_compare_command(CLI::App& app, int& exit_code) {
   struct Options {
@@ -20,6 +36,7 @@ void add_compare_command(CLI::App& app, int& exit_code) {
     std::string same_within = "5%";
     double alpha = 0.05;
     bool force = false;
+    bool unpaired = false;
     std::string junit;
     std::string markdown;
     std::string db = results::kDefaultStorePath;
@@ -29,8 +46,14 @@ void add_compare_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
       "compare", "Decide with statistics whether CANDIDATE is slower than BASE (CI gate)");
-  cmd->add_option("BASE", o->base, "Baseline: run id, run file or baseline:NAME")->required();
-  cmd->add_option("CANDIDATE", o->candidate, "Candidate: run id or run file")->required();
+  cmd->add_option("BASE", o->base,
+                  "Baseline: run id, run file or baseline:NAME; several, comma-separated, for "
+                  "the run-level test")
+      ->required();
+  cmd->add_option("CANDIDATE", o->candidate,
+                  "Candidate: run id or run file; several, comma-separated, for the run-level "
+                  "test (pair i is the i-th run of each side)")
+      ->required();
   cmd->add_option("--metric", o->metrics,
                   "Metric to gate on (repeatable or comma-separated; default ttft/tpot/e2e p50 "
                   "and p99)")
@@ -45,6 +68,8 @@ void add_compare_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(1e-9, 0.5));
   cmd->add_flag("--force", o->force, "Compare runs of different workloads anyway");
+  cmd->add_flag("--unpaired", o->unpaired,
+                "Run-level test: Welch's t-test instead of pairing base[i] with candidate[i]");
   cmd->add_option("--junit", o->junit, "Write JUnit XML here");
   cmd->add_option("--markdown", o->markdown, "Write the Markdown summary here too");
   cmd->add_option("--db", o->db, "Result store")->capture_default_str();
@@ -70,14 +95,41 @@ void add_compare_command(CLI::App& app, int& exit_code) {
     } catch (const std::invalid_argument& e) {
       throw CLI::ValidationError("compare", e.what());
     }
+    const auto base_refs = split_list(o->base);
+    const auto candidate_refs = split_list(o->candidate);
+    if (base_refs.empty() || candidate_refs.empty())
+      throw CLI::ValidationError("compare", "BASE and CANDIDATE each name at least one run");
+    const bool by_run = base_refs.size() > 1 || candidate_refs.size() > 1;
+    if (by_run && (base_refs.size() < 2 || candidate_refs.size() < 2)) {
+      throw CLI::ValidationError(
+          "compare", fmt::format("the run-level test needs at least two runs on each side (got {} "
+                                 "base, {} candidate); give one run each for the per-request test",
+                                 base_refs.size(), candidate_refs.size()));
+    }
+    options.paired = !o->unpaired;
     results::RunLoader loader(o->db);
-    const auto base = loader.resolve(o->base);
-    const auto candidate = loader.resolve(o->candidate);
-    const results::Run& base_run = loader.run(base);
-    const results::Run& candidate_run = loader.run(candidate);
-    const auto report =
-        results::compare_runs(base_run, collect_samples(base_run.observations), candidate_run,
-                              collect_samples(candidate_run.observations), options);
+    results::CompareReport report;
+    if (!by_run) {
+      const results::Run& base_run = loader.run(loader.resolve(base_refs.front()));
+      const results::Run& candidate_run = loader.run(loader.resolve(candidate_refs.front()));
+      report =
+          results::compare_runs(base_run, collect_samples(base_run.observations), candidate_run,
+                                collect_samples(candidate_run.observations), options);
+    } else {
+      auto load = [&](const std::vector<std::string>& refs, std::vector<results::Run>& runs,
+                      std::vector<results::RunSamples>& samples) {
+        for (const auto& ref : refs) {
+          runs.push_back(loader.run(loader.resolve(ref)));
+          samples.push_back(collect_samples(runs.back().observations));
+        }
+      };
+      std::vector<results::Run> base_runs, candidate_runs;
+      std::vector<results::RunSamples> base_samples, candidate_samples;
+      load(base_refs, base_runs, base_samples);
+      load(candidate_refs, candidate_runs, candidate_samples);
+      report = results::compare_run_sets(base_runs, base_samples, candidate_runs, candidate_samples,
+                                         options);
+    }
     const std::string summary = results::compare_markdown(report);
     std::cout << summary;
     if (!o->markdown.empty()) results::write_file_atomically(o->markdown, summary);

@@ -76,6 +76,51 @@ TEST_CASE("prism compare exits 0 for the same system twice and 1 for a 25% slowd
   CHECK(lenient.exit_code == 0);
 }
 
+TEST_CASE("prism compare with several runs a side gates per run: 0 for A/A, 1 for a slowdown",
+          "[cli]") {
+  TempDir dir;
+  auto write = [&](SyntheticOptions o, const std::string& name) {
+    const std::string path = dir.file(name);
+    prism::results::write_run_file(path, synthetic_run(o));
+    return path;
+  };
+  SyntheticOptions o;
+  o.requests = 400;
+  std::string base, again, slow;
+  for (int i = 0; i < 4; ++i) {
+    const std::string sep = i ? "," : "";
+    o.slowdown = 1.0;
+    o.seed = 100 + static_cast<std::uint64_t>(i);
+    base += sep + write(o, "base" + std::to_string(i) + ".json");
+    o.seed = 200 + static_cast<std::uint64_t>(i);
+    again += sep + write(o, "again" + std::to_string(i) + ".json");
+    o.seed = 300 + static_cast<std::uint64_t>(i);
+    o.slowdown = 1.3;
+    slow += sep + write(o, "slow" + std::to_string(i) + ".json");
+  }
+  auto same = run_process({kPrism, "compare", base, again, "--metric", "ttft.p50,tpot.p50"});
+  INFO(same.out << same.err);
+  CHECK(same.exit_code == 0);
+  CHECK(same.out.find("Unit of the test: the run (4 base, 4 candidate, paired") !=
+        std::string::npos);
+  CHECK(same.out.find("paired t-test on ln per-run values (4 pairs)") != std::string::npos);
+  const std::string junit = dir.file("junit.xml");
+  auto slower = run_process(
+      {kPrism, "compare", base, slow, "--metric", "ttft.p50,tpot.p50", "--junit", junit});
+  INFO(slower.out << slower.err);
+  CHECK(slower.exit_code == 1);
+  CHECK(slower.out.find("**Result: REGRESSION**") != std::string::npos);
+  CHECK(prism::results::read_file(junit).find("<failure") != std::string::npos);
+  auto welch = run_process({kPrism, "compare", base, again, "--unpaired", "--metric", "tpot.p50"});
+  CHECK(welch.exit_code == 0);
+  CHECK(welch.out.find("Welch t-test") != std::string::npos);
+  // One run against several is neither test: a usage error that says why.
+  const std::string first_base = base.substr(0, base.find(','));
+  auto lopsided = run_process({kPrism, "compare", first_base, again});
+  CHECK(lopsided.exit_code == 2);
+  CHECK(lopsided.err.find("at least two runs on each side") != std::string::npos);
+}
+
 TEST_CASE("prism compare refuses different workloads unless --force, and usage errors exit 2",
           "[cli]") {
   Files f;

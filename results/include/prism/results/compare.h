@@ -13,8 +13,24 @@
 //            on the sign; same when not significant and the CI lies within
 //            +-same_within; unsure otherwise (too few samples to tell);
 //   gate     fails (exit 1) when a metric is "slower" by more than max_regression.
+//
+// Two units of test:
+//   request  one run per side (compare_samples, compare_runs): the tests above
+//            treat requests as independent draws. Valid only when the runs
+//            differ by nothing but the change: no drift of the machine between
+//            them. On a shared or busy machine run-to-run drift is larger than
+//            a 5% change and this test flags it as a change.
+//   run      several runs per side (compare_run_sets), best interleaved
+//            (base, candidate, candidate, base, ...): each run reduces to its
+//            metric value, and the test is on runs, so drift between runs is
+//            part of the noise it measures. Paired when both sides have the
+//            same number of runs (pair i = base[i], candidate[i], run next to
+//            each other): one-sample t-test on d_i = ln(candidate_i / base_i);
+//            unpaired otherwise (Welch's t-test on ln values). Effect:
+//            exp(mean d) - 1 with its t interval. Needs >= 2 runs per side.
 #pragma once
 
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,7 +54,11 @@ struct CompareOptions {
   std::size_t permutations = 1000;  // for mean metrics
   std::uint64_t seed = 1;
   bool force = false;  // compare runs of different workloads anyway
+  bool paired = true;  // run sets of equal size: pair base[i] with candidate[i]
 };
+
+enum class TestUnit { kRequest, kRun };
+std::string to_string(TestUnit unit);
 
 const std::vector<std::string>& default_compare_metrics();
 
@@ -46,14 +66,14 @@ struct MetricComparison {
   MetricSpec spec;
   double base = 0.0;  // statistic, stored units
   double candidate = 0.0;
-  std::size_t base_n = 0;
+  std::size_t base_n = 0;  // samples (request unit) or runs (run unit)
   std::size_t candidate_n = 0;
   double change = 0.0;  // candidate / base - 1
   Interval change_ci;
   double confidence = 0.95;  // of change_ci, after the multiple-comparison split
   std::string test;
   double p_value = 1.0;
-  double mann_whitney_p = 1.0;
+  double mann_whitney_p = 1.0;  // NaN for the run-level test (not computed)
   double probability_candidate_greater = 0.5;
   Verdict verdict = Verdict::kUnsure;
   bool regression = false;  // fails the gate
@@ -68,6 +88,12 @@ struct CompareReport {
   double alpha = 0.05;
   double alpha_per_metric = 0.05;
   double max_regression = 0.0;
+  TestUnit unit = TestUnit::kRequest;
+  bool paired = false;        // run unit: paired t-test (else Welch)
+  std::size_t base_runs = 1;  // runs on each side
+  std::size_t candidate_runs = 1;
+  std::size_t base_requests = 0;  // measured requests, all runs of a side
+  std::size_t candidate_requests = 0;
   std::vector<MetricComparison> metrics;
   std::vector<std::string> warnings;
   bool regression = false;  // any metric failed the gate
@@ -88,6 +114,20 @@ CompareReport compare_samples(const RunSamples& base, const RunSamples& candidat
 // compares the runs' observations.
 CompareReport compare_runs(const Run& base, const RunSamples& base_samples, const Run& candidate,
                            const RunSamples& candidate_samples, const CompareOptions& options);
+
+// The run-level gate: several runs per side, the run is the unit of the test
+// (see the top of this file). Throws std::invalid_argument with fewer than two
+// runs on a side.
+CompareReport compare_run_sets(std::span<const RunSamples> base,
+                               std::span<const RunSamples> candidate,
+                               const CompareOptions& options);
+// Checks that every run measured the base's workload (throws WorkloadMismatch
+// unless options.force), then compare_run_sets. base_id / candidate_id list
+// the run ids, comma-separated.
+CompareReport compare_run_sets(std::span<const Run> base, std::span<const RunSamples> base_samples,
+                               std::span<const Run> candidate,
+                               std::span<const RunSamples> candidate_samples,
+                               const CompareOptions& options);
 
 std::string compare_markdown(const CompareReport& report);
 std::string compare_junit(const CompareReport& report);
