@@ -78,6 +78,8 @@ void add_eval(CLI::App* spikes_cmd, int& exit_code) {
     uint64_t iterations = 20000;
     double fault_scale = 1.0;
     std::string model = "tiny";
+    spikes::EngineEvalConfig engine;
+    std::vector<double> min_excess_us;
     std::string output;
     std::string dump;
     bool json = false;
@@ -103,6 +105,27 @@ void add_eval(CLI::App* spikes_cmd, int& exit_code) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--model", o->model, "Engine model for --source engine")->capture_default_str();
+  cmd->add_option("--token-budget", o->engine.token_budget,
+                  "Engine: chunked-prefill token budget per step")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 65536));
+  cmd->add_option("--max-seqs", o->engine.max_seqs, "Engine: most sequences in a batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--min-excess-us", o->min_excess_us,
+                  "Smallest absolute excesses (us) to calibrate with the threshold (default: 0 "
+                  "for the simulator; 0,100,200,400,600,800 for the engine)")
+      ->delimiter(',')
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--faults", o->engine.fault_kinds,
+                  "Engine: fault kinds to inject (default all: cpu_hog, membw_hog, stage_delay, "
+                  "deschedule)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"cpu_hog", "membw_hog", "stage_delay", "deschedule"}));
+  cmd->add_flag("!--no-pin", o->engine.pin,
+                "Engine: leave the stepping thread and the hogs unpinned (faults bite less)");
+  cmd->add_flag("!--no-cpu-time", o->engine.detector_sees_cpu_time,
+                "Engine: do not give the detector each step's off-CPU time (wall clock only)");
   cmd->add_option("-o,--output", o->output, "Write the report JSON here");
   cmd->add_option("--dump", o->dump,
                   "Write each held-out fault run's iterations as CSV to this directory");
@@ -119,21 +142,39 @@ void add_eval(CLI::App* spikes_cmd, int& exit_code) {
         sc.fault_scale = o->fault_scale;
         source = spikes::simulator_source(sc);
       } else {
-        spikes::EngineEvalConfig ec;
+        spikes::EngineEvalConfig ec = o->engine;
         ec.model = o->model;
         ec.iterations = o->iterations;
         ec.fault_scale = o->fault_scale;
         ec.progress = &std::cerr;
         source = spikes::engine_source(ec);
         eo.detector.feature_scale = spikes::engine_feature_scale();
+        // A real step of ~100 us can double for reasons no feature explains:
+        // the smallest excess that alerts is calibrated too.
+        eo.min_excess_ns = {0, 100'000, 200'000, 400'000, 600'000, 800'000};
+        eo.thresholds = {5, 6, 7, 8, 9, 10, 12, 14, 16, 20, 25};
+        // Memory-bandwidth contention slows every step a little: the
+        // sustained-slowdown EWMA is calibrated too (0: off).
+        eo.sustained = {0, 2.5, 3.0};
+      }
+      if (!o->min_excess_us.empty()) {
+        eo.min_excess_ns.clear();
+        for (double us : o->min_excess_us) eo.min_excess_ns.push_back(us * 1e3);
       }
       if (!o->dump.empty()) {
         source = [inner = source, dir = o->dump, eval = eo.eval_seeds](uint64_t seed, bool faults) {
           spikes::LabelledRun run = inner(seed, faults);
-          if (std::find(eval.begin(), eval.end(), seed) != eval.end())
-            results::write_file_atomically(fmt::format("{}/{}-seed{}-{}.csv", dir, run.source, seed,
-                                                       faults ? "faults" : "clean"),
-                                           spikes::write_series_csv(run));
+          if (std::find(eval.begin(), eval.end(), seed) != eval.end()) {
+            const std::string stem =
+                fmt::format("{}/{}-seed{}-{}", dir, run.source, seed, faults ? "faults" : "clean");
+            results::write_file_atomically(stem + ".csv", spikes::write_series_csv(run));
+            // The injected windows (kind, stage) beside the per-iteration labels.
+            nlohmann::json windows = nlohmann::json::array();
+            for (const spikes::FaultWindow& w : run.faults)
+              windows.push_back(
+                  {{"first", w.first}, {"last", w.last}, {"kind", w.kind}, {"stage", w.stage}});
+            results::write_file_atomically(stem + "-windows.json", windows.dump(1) + "\n");
+          }
           return run;
         };
       }

@@ -26,6 +26,7 @@ nlohmann::json verdict_json(const IterationVerdict& v, const std::vector<std::st
   j["predicted_ns"] = v.predicted_ns;
   j["bound_ns"] = v.bound_ns;
   j["anomalous"] = v.anomalous;
+  if (v.sustained) j["sustained"] = true;
   j["features"] = features_json(v.record.features);
   nlohmann::json s = nlohmann::json::object();
   for (size_t i = 0; i < stages.size() && i < static_cast<size_t>(kMaxStages); ++i)

@@ -9,6 +9,7 @@ namespace prism::spikes {
 namespace {
 
 constexpr const char* kUnattributed = "(unattributed)";
+constexpr const char* kOffCpu = "(off-cpu)";
 
 RlsOptions rls_options(const DetectorConfig& c) {
   RlsOptions o;
@@ -42,6 +43,17 @@ void Detector::set_threshold(double threshold) {
   config_.threshold = threshold;
 }
 
+void Detector::set_sustained_threshold(double level) {
+  if (!(level >= 0))
+    throw std::invalid_argument("spike detector: sustained threshold must be >= 0");
+  config_.sustained_threshold = level;
+}
+
+void Detector::set_min_excess_ns(double ns) {
+  if (!(ns >= 0)) throw std::invalid_argument("spike detector: min_excess_ns must be >= 0");
+  config_.min_excess_ns = ns;
+}
+
 int Detector::basis(const IterationFeatures& f, double* x) const {
   x[0] = 1.0;
   for (int i = 0; i < kFeatureCount; ++i)
@@ -61,18 +73,32 @@ const IterationVerdict& Detector::observe(const IterationRecord& record) {
   ring_size_ = std::min(ring_size_ + 1, ring_.size());
 
   v.record = record;
-  const double y = static_cast<double>(record.duration_ns());
+  // The model predicts the time on CPU (the whole wall time when the source
+  // cannot tell); the bound applies to the wall time, so time the thread spent
+  // off CPU (preempted, asleep) always counts as excess and never widens the
+  // model's scale.
+  const double wall = static_cast<double>(record.duration_ns());
+  const double y = record.on_cpu_ns();
   const double predicted = total_.predict(x);
   const double denom = std::max(predicted, predict_floor());
   v.predicted_ns = predicted;
-  v.excess_ns = y - predicted;
-  const double rel = v.excess_ns / denom;
-  v.score = rel / scale_;
+  v.excess_ns = wall - predicted;
+  const double rel = (y - predicted) / denom;
+  v.score = v.excess_ns / denom / scale_;
   v.scored = observed_ >= config_.warmup;
   const double allowed = std::max({config_.threshold * scale_ * denom,
                                    config_.min_excess_ratio * denom, config_.min_excess_ns});
   v.bound_ns = predicted + allowed;
-  v.anomalous = v.scored && y > v.bound_ns;
+  v.anomalous = v.scored && wall > v.bound_ns;
+  v.sustained = false;
+  if (v.scored && config_.sustained_threshold > 0) {
+    const double z = std::clamp(rel / scale_, -config_.sustained_clip, config_.sustained_clip);
+    sustained_ += config_.sustained_alpha * (z - sustained_);
+    if (sustained_ > config_.sustained_threshold && v.excess_ns > 0) {
+      v.sustained = !v.anomalous;
+      v.anomalous = true;
+    }
+  }
   for (int s = 0; s < num_stages_; ++s)
     v.stage_predicted_ns[static_cast<size_t>(s)] = stage_models_[static_cast<size_t>(s)].predict(x);
 
@@ -80,7 +106,7 @@ const IterationVerdict& Detector::observe(const IterationRecord& record) {
   const bool rebaseline = in_episode_ && episode_count_ >= config_.rebaseline_after;
   if (!v.anomalous || rebaseline) {
     const bool warm = v.scored;
-    const double w = warm ? huber_weight(v.score, config_.huber_c) : 1.0;
+    const double w = warm ? huber_weight(rel / scale_, config_.huber_c) : 1.0;
     total_.update(x, y, w);
     for (int s = 0; s < num_stages_; ++s) {
       const size_t i = static_cast<size_t>(s);
@@ -139,6 +165,7 @@ void Detector::flush() {
 
 void Detector::reset_episodes() {
   in_episode_ = false;
+  sustained_ = 0;
   closing_ = false;
   pending_.clear();
   ring_size_ = 0;
@@ -180,7 +207,13 @@ SpikeAlert Detector::build_alert(AlertPhase phase) {
   std::vector<double> excess(static_cast<size_t>(num_stages_) + 1, 0.0);
   std::vector<double> observed(excess.size(), 0.0), predicted(excess.size(), 0.0);
   double total_excess = 0;
+  double off_cpu = 0;
+  bool off_cpu_known = false;
   auto add = [&](const IterationVerdict& v) {
+    if (v.record.off_cpu_ns >= 0) {
+      off_cpu_known = true;
+      off_cpu += v.record.off_cpu_ns;
+    }
     double stage_obs = 0, stage_pred = 0;
     for (int s = 0; s < num_stages_; ++s) {
       const size_t i = static_cast<size_t>(s);
@@ -223,6 +256,18 @@ SpikeAlert Detector::build_alert(AlertPhase phase) {
     if (e.excess_ns <= 0 || covered >= config_.blame_share * positive) break;
     a.blamed.push_back(e.stage);
     covered += e.excess_ns;
+  }
+  // Time off CPU (preempted or asleep) shows inside whichever stage it hit;
+  // when it explains the excess it is named first, the stages say where.
+  if (off_cpu_known) {
+    StageExcess e;
+    e.stage = kOffCpu;
+    e.observed_ns = off_cpu;
+    e.excess_ns = off_cpu;
+    e.share = total_excess > 0 ? off_cpu / total_excess : 0.0;
+    if (total_excess > 0 && off_cpu >= config_.blame_share * total_excess)
+      a.blamed.insert(a.blamed.begin(), kOffCpu);
+    a.stages.push_back(std::move(e));
   }
   return a;
 }

@@ -1,7 +1,11 @@
 #include "prism/spikes/spikes_engine.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +14,7 @@
 #include <cstring>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include <fmt/format.h>
@@ -67,8 +72,9 @@ void sleep_ns(int64_t ns) {
   }
 }
 
-// A tokenizer that passes everything through, with an optional busy wait per
-// token_bytes call: the injected delay of the detokenize stage.
+// A tokenizer that passes everything through, with an optional busy wait in
+// the first token_bytes call of each step: the detokenize stage stalls once
+// per step that detokenizes anything.
 class DelayingTokenizer : public workloads::Tokenizer {
  public:
   explicit DelayingTokenizer(std::shared_ptr<const workloads::Tokenizer> inner)
@@ -83,7 +89,10 @@ class DelayingTokenizer : public workloads::Tokenizer {
   }
   std::string token_bytes(std::int32_t id) const override {
     const int64_t d = delay_ns.load(std::memory_order_relaxed);
-    if (d > 0) busy_wait_ns(d);
+    if (d > 0 && armed.exchange(false, std::memory_order_relaxed)) {
+      busy_wait_ns(d);
+      delayed_calls.fetch_add(1, std::memory_order_relaxed);
+    }
     return inner_->token_bytes(id);
   }
   bool is_special(std::int32_t id) const override { return inner_->is_special(id); }
@@ -91,30 +100,104 @@ class DelayingTokenizer : public workloads::Tokenizer {
   std::optional<std::int32_t> bos_token() const override { return inner_->bos_token(); }
 
   mutable std::atomic<int64_t> delay_ns{0};
+  mutable std::atomic<uint64_t> delayed_calls{0};
+  // The stall hits the first token of each step (re-armed before every step).
+  mutable std::atomic<bool> armed{false};
 
  private:
   std::shared_ptr<const workloads::Tokenizer> inner_;
 };
 
-// Background threads that compete with the engine for CPU or memory bandwidth.
+// Pins the calling thread to one CPU for a run (so a CPU hog can be put on
+// the same CPU, and a bandwidth hog on the others); restores the old mask.
+class CpuPin {
+ public:
+  explicit CpuPin(int cpu) {
+    if (cpu < 0 || pthread_getaffinity_np(pthread_self(), sizeof(old_), &old_) != 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned_ = pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
+  }
+  ~CpuPin() {
+    if (pinned_) pthread_setaffinity_np(pthread_self(), sizeof(old_), &old_);
+  }
+  CpuPin(const CpuPin&) = delete;
+  CpuPin& operator=(const CpuPin&) = delete;
+  bool pinned() const { return pinned_; }
+
+ private:
+  cpu_set_t old_{};
+  bool pinned_ = false;
+};
+
+// CPUs this thread may run on.
+std::vector<int> allowed_cpus() {
+  std::vector<int> out;
+  cpu_set_t set;
+  if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) out.push_back(c);
+  if (out.empty()) out.push_back(0);
+  return out;
+}
+
+// The calling thread's scheduler statistics (/proc/thread-self/schedstat:
+// time on CPU, time waiting on a run queue, timeslices). The run-queue wait
+// is what other runnable threads on the same CPU cost this one.
+class SchedStat {
+ public:
+  SchedStat() : fd_(open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC)) {}
+  ~SchedStat() {
+    if (fd_ >= 0) close(fd_);
+  }
+  SchedStat(const SchedStat&) = delete;
+  SchedStat& operator=(const SchedStat&) = delete;
+  // Run-queue wait so far, ns; -1 when the kernel does not say.
+  int64_t run_delay_ns() const {
+    if (fd_ < 0) return -1;
+    char buf[128];
+    const ssize_t n = pread(fd_, buf, sizeof(buf) - 1, 0);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    unsigned long long on = 0, wait = 0;
+    if (std::sscanf(buf, "%llu %llu", &on, &wait) != 2) return -1;
+    return static_cast<int64_t>(wait);
+  }
+
+ private:
+  int fd_;
+};
+
+// Background threads that compete with the engine for CPU or memory bandwidth,
+// each pinned to a given CPU. The constructor returns once every thread is
+// running its loop (buffers allocated and touched), so the fault is in force
+// from the first iteration of its window.
 class Hog {
  public:
   enum class Kind { kCpu, kMemory };
-  Hog(Kind kind, unsigned threads) {
-    for (unsigned i = 0; i < threads; ++i)
-      workers_.emplace_back([this, kind] {
+  Hog(Kind kind, const std::vector<int>& cpus) {
+    for (int cpu : cpus)
+      workers_.emplace_back([this, kind, cpu] {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
         if (kind == Kind::kCpu) {
+          running_.fetch_add(1);
           volatile uint64_t x = 0;
           while (!stop_.load(std::memory_order_relaxed)) x = x * 6364136223846793005ULL + 1;
         } else {
-          const size_t n = size_t{64} << 20;  // far beyond the last-level cache
+          const size_t n = size_t{64} << 20;  // twice the last-level cache, each
           std::vector<char> a(n, 1), b(n, 2);
+          running_.fetch_add(1);
           while (!stop_.load(std::memory_order_relaxed)) {
             std::memcpy(b.data(), a.data(), n);
             std::swap(a, b);
           }
         }
       });
+    while (running_.load() < static_cast<int>(workers_.size())) std::this_thread::yield();
   }
   ~Hog() {
     stop_.store(true);
@@ -125,6 +208,7 @@ class Hog {
 
  private:
   std::atomic<bool> stop_{false};
+  std::atomic<int> running_{0};
   std::vector<std::thread> workers_;
 };
 
@@ -157,6 +241,26 @@ std::array<double, kFeatureCount> engine_feature_scale() {
 
 LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool faults) {
   const EngineThreads threads(config.kernel_threads);
+  // The engine steps on one CPU; the CPU hog runs on that same CPU (it must
+  // take time from the engine to be a fault at all), the bandwidth hog on the
+  // others (it must contend for the memory system, not for the CPU).
+  const std::vector<int> cpus = allowed_cpus();
+  const int engine_cpu = config.engine_cpu >= 0 ? config.engine_cpu : cpus.back();
+  const CpuPin pin(config.pin ? engine_cpu : -1);
+  std::vector<int> other_cpus;
+  for (int c : cpus)
+    if (c != engine_cpu) other_cpus.push_back(c);
+  if (other_cpus.empty()) other_cpus.push_back(engine_cpu);
+  const SchedStat schedstat;
+  std::vector<int> kinds;  // indices into kKinds the run may inject; empty: all
+  for (const std::string& k : config.fault_kinds) {
+    const auto at = std::find_if(std::begin(kKinds), std::end(kKinds),
+                                 [&](const char* name) { return k == name; });
+    if (at == std::end(kKinds))
+      throw std::invalid_argument(
+          fmt::format("unknown fault kind '{}' (cpu_hog, membw_hog, stage_delay, deschedule)", k));
+    kinds.push_back(static_cast<int>(at - std::begin(kKinds)));
+  }
   engine::EngineOptions eo;
   eo.stage_clock = true;
   eo.scheduler.max_num_batched_tokens = config.token_budget;
@@ -172,7 +276,6 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
   std::exponential_distribution<double> expo(1.0);
   const int usable = std::min(eng.max_context() - 320, eng.kv_capacity_tokens() / 4);
   const int vocab = static_cast<int>(std::min<std::size_t>(tokenizer->vocab_size(), 50000));
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
 
   LabelledRun run;
   run.source = "engine";
@@ -220,7 +323,9 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
 
     // Faults: start before the first iteration of the window, stop after its last.
     if (faults && !active && it >= next_fault) {
-      const int kind = static_cast<int>(unit(rng) * 4) % 4;
+      const double draw = unit(rng);
+      int kind = static_cast<int>(draw * 4) % 4;
+      if (!kinds.empty()) kind = kinds[static_cast<size_t>(draw * kinds.size()) % kinds.size()];
       const uint64_t len =
           config.min_fault_len +
           static_cast<uint64_t>(
@@ -228,15 +333,18 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
       active = FaultWindow{it, std::min(it + len - 1, config.iterations - 1), kKinds[kind], ""};
       switch (kind) {
         case 0:
-          hog = std::make_unique<Hog>(Hog::Kind::kCpu, cores);
+          hog = std::make_unique<Hog>(Hog::Kind::kCpu,
+                                      std::vector<int>(config.cpu_hog_threads, engine_cpu));
           break;
         case 1:
-          hog = std::make_unique<Hog>(Hog::Kind::kMemory, std::max(1u, cores / 2));
+          hog = std::make_unique<Hog>(Hog::Kind::kMemory, other_cpus);
           break;
         case 2:
           active->stage = "detokenize";
+          // 0.3-1.5 ms per step: 1-5 median steps of the tiny model, a stall
+          // (the simulator's stage_delay is 0.6-3 ms of its ~1 ms steps).
           tokenizer->delay_ns.store(
-              static_cast<int64_t>(config.fault_scale * (20'000 + 60'000 * unit(rng))));
+              static_cast<int64_t>(config.fault_scale * (300'000 + 1'200'000 * unit(rng))));
           break;
         default:
           deschedule_ns = static_cast<int64_t>(config.fault_scale * (1e6 + 4e6 * unit(rng)));
@@ -247,11 +355,16 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
     }
 
     slept_this_step = false;
+    tokenizer->armed.store(true, std::memory_order_relaxed);
+    const uint64_t delayed0 = tokenizer->delayed_calls.load(std::memory_order_relaxed);
+    const int64_t r0 = schedstat.run_delay_ns();
     const int64_t c0 = thread_cpu_ns();
     const int64_t t0 = engine::stage_clock_now_ns();
     const bool worked = eng.step();
     const int64_t t1 = engine::stage_clock_now_ns();
     const int64_t c1 = thread_cpu_ns();
+    const int64_t r1 = schedstat.run_delay_ns();
+    const uint64_t delayed = tokenizer->delayed_calls.load(std::memory_order_relaxed) - delayed0;
     const std::vector<engine::StageRecord> records = eng.stage_clock().take();
     const engine::EngineStats after = eng.stats();
     if (!worked) {
@@ -266,7 +379,10 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
         static_cast<double>(after.prompt_tokens_total - before.prompt_tokens_total);
     rec.features.decode_seqs =
         static_cast<double>(after.generation_tokens_total - before.generation_tokens_total);
-    rec.features.context_tokens = static_cast<double>(after.kv_blocks_used) * eo.block_size;
+    // KV read in the step: the sequences that finished in it freed theirs by
+    // the time the step returns, so the larger of before and after.
+    rec.features.context_tokens =
+        static_cast<double>(std::max(after.kv_blocks_used, before.kv_blocks_used)) * eo.block_size;
     rec.features.batch_size = static_cast<double>(std::max(after.running, before.running));
     double forward = 0;
     for (const auto& r : records) {
@@ -302,7 +418,26 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
     // Ground truth for ambient interference: time the stepping thread was off
     // CPU during the step (wall minus thread CPU time; the engine runs on this
     // thread alone when kernel_threads is 1).
-    run.off_cpu_ns.push_back(std::max(0.0, static_cast<double>((t1 - t0) - (c1 - c0))));
+    const double off_cpu = std::max(0.0, static_cast<double>((t1 - t0) - (c1 - c0)));
+    run.off_cpu_ns.push_back(off_cpu);
+    run.run_delay_ns.push_back(r0 >= 0 && r1 >= r0 ? static_cast<double>(r1 - r0) : -1.0);
+    if (config.detector_sees_cpu_time) run.series.iterations.back().off_cpu_ns = off_cpu;
+    // Ground truth where the fault is injected: did it act on this iteration?
+    bool affected = false;
+    if (active) {
+      const std::string& kind = active->kind;
+      if (kind == "stage_delay")
+        affected = delayed > 0;  // the delayed stage ran (a step with no token output has none)
+      else if (kind == "deschedule")
+        affected = slept_this_step;  // the output callback slept (steps with no output do not)
+      else if (kind == "cpu_hog")
+        // The hog shares the engine's CPU: it slowed the steps it preempted.
+        affected = off_cpu > config.min_affected_off_cpu_ns &&
+                   off_cpu > config.min_affected_off_cpu_share * static_cast<double>(c1 - c0);
+      else
+        affected = true;  // membw_hog: continuous contention for the memory system
+    }
+    run.labels.push_back(affected ? 1 : 0);
     before = after;
 
     if (active && it >= active->last) {
@@ -315,7 +450,7 @@ LabelledRun run_engine(const EngineEvalConfig& config, uint64_t seed, bool fault
     ++it;
   }
   hog.reset();
-  run.labels = labels_from_windows(run.faults, run.series.iterations.size());
+  // Windows stay whole for event-level scoring (an alert anywhere in one finds it).
   if (config.progress != nullptr)
     *config.progress << fmt::format("engine run: seed {} {} ({} iterations, {} faults)\n", seed,
                                     faults ? "with faults" : "pure variation",

@@ -113,6 +113,7 @@ LabelledRun read_series_csv(const std::string& text, const std::string& origin) 
       if (col_feature[static_cast<size_t>(f)] >= 0)
         set_feature_value(r.features, f, get(col_feature[static_cast<size_t>(f)]));
     for (size_t s = 0; s < stage_cols.size(); ++s) r.stage_ns[s] = get(stage_cols[s]);
+    if (col_off_cpu >= 0) r.off_cpu_ns = get(col_off_cpu);
     if (!run.series.iterations.empty() && r.end_ns < run.series.iterations.back().end_ns)
       throw SeriesError(fmt::format("{}:{}: iterations must be in end order", origin, lineno));
     run.series.iterations.push_back(r);

@@ -40,6 +40,14 @@ struct DetectorConfig {
   size_t window_after = 8;      // ... and after it (in the closing alert)
   size_t ring_capacity = 512;   // flight-recorder capacity (bounds the closing alert's window)
   double blame_share = 0.6;
+  // Sustained slowdowns (memory-bandwidth contention, a throttled core) may
+  // be too small per iteration to pass the bound yet last for many
+  // iterations: an EWMA of the clipped on-CPU scores (rate sustained_alpha)
+  // above sustained_threshold flags every iteration above its prediction
+  // while it lasts, with no smallest-excess floor. 0 turns it off.
+  double sustained_threshold = 0.0;
+  double sustained_alpha = 0.1;
+  double sustained_clip = 3.0;
   // An episode this long is a new normal, not a spike: the models learn from
   // its iterations again (the alert stays one episode).
   uint64_t rebaseline_after =
@@ -63,7 +71,8 @@ struct IterationVerdict {
   double excess_ns = 0;  // observed - predicted
   double score = 0;      // relative excess / robust scale
   bool anomalous = false;
-  bool scored = false;  // false during warmup
+  bool sustained = false;  // flagged by the sustained-slowdown EWMA
+  bool scored = false;     // false during warmup
   std::array<double, kMaxStages> stage_predicted_ns{};
 };
 
@@ -90,6 +99,10 @@ class Detector {
   const DetectorConfig& config() const { return config_; }
   // Threshold is the one knob calibration moves on a trained detector.
   void set_threshold(double threshold);
+  // ... and the smallest absolute excess that alerts (ns, >= 0).
+  void set_min_excess_ns(double ns);
+  // ... and the sustained-slowdown level (0: off).
+  void set_sustained_threshold(double level);
   // Hot path: one iteration in end order. Returns the verdict; an alert may be
   // waiting afterwards (take_alert).
   const IterationVerdict& observe(const IterationRecord& record);
@@ -120,6 +133,7 @@ class Detector {
   RobustRls total_;
   std::array<RobustRls, kMaxStages> stage_models_;
   double scale_;
+  double sustained_ = 0;  // EWMA of clipped on-CPU scores
   std::array<double, kMaxStages> stage_scale_{};
   double mean_duration_ = 0;
   uint64_t observed_ = 0;

@@ -32,7 +32,16 @@ struct IterationRecord {
   uint64_t end_ns = 0;
   IterationFeatures features;
   std::array<double, kMaxStages> stage_ns{};  // in the detector's stage order
+  // Time the iteration's thread was off CPU during it (wall minus thread CPU
+  // time); negative when the source cannot tell (probe traces). When known,
+  // the detector models the on-CPU time, so time off CPU is never mistaken for
+  // workload-driven cost and always counts as excess.
+  double off_cpu_ns = -1;
   uint64_t duration_ns() const { return end_ns - start_ns; }
+  double on_cpu_ns() const {
+    const double wall = static_cast<double>(duration_ns());
+    return off_cpu_ns > 0 ? (off_cpu_ns < wall ? wall - off_cpu_ns : 0.0) : wall;
+  }
 };
 
 // A run of iterations with the stage names that index stage_ns.

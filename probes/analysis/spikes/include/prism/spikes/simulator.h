@@ -57,6 +57,10 @@ struct LabelledRun {
   // (measured runs only; empty: unknown). Outside fault windows this is
   // ambient interference from other processes, not workload variation.
   std::vector<double> off_cpu_ns;
+  // Per iteration, the time the engine thread waited on a run queue during the
+  // step (/proc/thread-self/schedstat; measured runs only, -1 unknown): other
+  // runnable threads on its CPU. Reported as ambient interference.
+  std::vector<double> run_delay_ns;
 };
 
 LabelledRun simulate(const SimulatorConfig& config);
