@@ -120,8 +120,11 @@ void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionF
       return w;
     };
     if (!shared) {
-      run(p.b, p.h, pieces.data() + p.first_piece, static_cast<int>(p.num_pieces), work_for(p.h),
-          Ahead{});
+      // Pieces here are single pages (Quest's selection) scattered over the
+      // cache: read kStreams of them side by side.
+      DecodeWork w = work_for(p.h);
+      w.streams = kStreams;
+      run(p.b, p.h, pieces.data() + p.first_piece, static_cast<int>(p.num_pieces), w);
       return;
     }
     float* st = partial.data() + static_cast<std::size_t>(i) * part_state;
@@ -130,22 +133,17 @@ void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionF
       std::fill(sh, sh + group, -std::numeric_limits<float>::infinity());
       std::fill(sh + group, sh + state, 0.0f);
     }
-    // Steps of kStepPieces pages: enough tokens per call to amortise the
-    // online softmax, few enough that the step's pages stay in flight together.
-    constexpr std::size_t kStepPieces = 4;
-    for (std::size_t k = 0; k < p.num_pieces; k += kStepPieces) {
-      const std::size_t count = std::min(kStepPieces, p.num_pieces - k);
-      const std::size_t next = k + count;
-      const std::size_t ahead = std::min(kStepPieces, p.num_pieces - next);
+    // Steps of kStreams pages; within a step, KV head after KV head, the
+    // step's tiles of that head are read side by side (DecodeWork::streams).
+    // A page holds all KV heads contiguously, so each page is read front to
+    // back over the step, in kStreams runs at once.
+    for (std::size_t k = 0; k < p.num_pieces; k += kStreams) {
+      const std::size_t count = std::min<std::size_t>(kStreams, p.num_pieces - k);
       for (int h = 0; h < hkv; ++h) {
         DecodeWork w = work_for(h);
         w.init = false;
-        // Prefetch what comes next: the next head's tiles of these pages, after
-        // the last head the first head's tiles of the next pages.
-        const Ahead next_tiles =
-            h + 1 < hkv ? Ahead{pieces.data() + p.first_piece + k, static_cast<int>(count), h + 1}
-                        : Ahead{pieces.data() + p.first_piece + next, static_cast<int>(ahead), 0};
-        run(p.b, h, pieces.data() + p.first_piece + k, static_cast<int>(count), w, next_tiles);
+        w.streams = static_cast<int>(count);
+        run(p.b, h, pieces.data() + p.first_piece + k, static_cast<int>(count), w);
       }
     }
   });
@@ -218,28 +216,20 @@ cpu::DecodePlan plan_of(const DecodeAttentionArgs& a) {
 // Turns token ranges of one (sequence, KV head) into page segments.
 cpu::PartitionFn fp32_partition(const DecodeAttentionArgs& a) {
   const cpu::IsaTable& isa = cpu::isa_for(a.heads.head_dim);
-  return [&a, &isa](int b, int h, const cpu::TokenRange* pieces, int count,
-                    const cpu::DecodeWork& w, const cpu::Ahead& ahead) {
-    thread_local std::vector<cpu::KvSegment> segs;
-    segs.clear();
-    const auto& layout = a.cache.layout;
-    const std::int32_t* row = a.block_table.row(b);
-    for (int i = 0; i < count; ++i) {
-      const int page = pieces[i].begin / layout.block_size;
-      const int slot = pieces[i].begin % layout.block_size;
-      const std::size_t off = layout.offset(row[page], h, slot);
-      segs.push_back({a.cache.k + off, a.cache.v + off, pieces[i].end - pieces[i].begin});
-    }
-    for (int i = 0; i < ahead.count; ++i) {
-      const cpu::TokenRange& r = ahead.pieces[i];
-      const std::size_t off =
-          layout.offset(row[r.begin / layout.block_size], ahead.head, r.begin % layout.block_size);
-      const std::size_t bytes = sizeof(float) * layout.head_dim * (r.end - r.begin);
-      cpu::prefetch_bytes(a.cache.k + off, bytes);
-      cpu::prefetch_bytes(a.cache.v + off, bytes);
-    }
-    isa.decode_segments(w, segs.data(), static_cast<int>(segs.size()));
-  };
+  return
+      [&a, &isa](int b, int h, const cpu::TokenRange* pieces, int count, const cpu::DecodeWork& w) {
+        thread_local std::vector<cpu::KvSegment> segs;
+        segs.clear();
+        const auto& layout = a.cache.layout;
+        const std::int32_t* row = a.block_table.row(b);
+        for (int i = 0; i < count; ++i) {
+          const int page = pieces[i].begin / layout.block_size;
+          const int slot = pieces[i].begin % layout.block_size;
+          const std::size_t off = layout.offset(row[page], h, slot);
+          segs.push_back({a.cache.k + off, a.cache.v + off, pieces[i].end - pieces[i].begin});
+        }
+        isa.decode_segments(w, segs.data(), static_cast<int>(segs.size()));
+      };
 }
 
 }  // namespace

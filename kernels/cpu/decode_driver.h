@@ -35,31 +35,23 @@ struct DecodePlan {
   int kv_split_tokens = 0;
   // Every KV head attends to the same token ranges (dense, sink/window,
   // quantized; not Quest). Then a partition covers all KV heads of a run of
-  // pages and walks them page by page, head after head, so that it reads each
-  // page's K and V (all heads contiguous in the layout) front to back instead
-  // of one small scattered tile per head.
+  // pages and walks them kStreams pages at a time, head after head, so that it
+  // reads each page's K and V (all heads contiguous in the layout) front to
+  // back, several pages side by side, instead of one small scattered tile per
+  // head after another.
   bool shared_ranges = false;
 };
 
 // ranges(b, h, out): fills the ascending token ranges (b, h) attends to.
-// run(b, h, pieces, count, work, ahead): computes the state of `count` pieces
-// of KV head h into work; `ahead` names the pieces (of some head) that come
-// next, to prefetch while these compute (count 0: none).
-struct Ahead {
-  const TokenRange* pieces = nullptr;
-  int count = 0;
-  int head = 0;
-};
+// run(b, h, pieces, count, work): computes the state of `count` pieces of KV
+// head h into work (work.streams says how many pieces to read side by side).
 using RangesFn = std::function<void(int b, int h, std::vector<TokenRange>&)>;
-using PartitionFn = std::function<void(int b, int h, const TokenRange* pieces, int count,
-                                       const DecodeWork& work, const Ahead& ahead)>;
+using PartitionFn =
+    std::function<void(int b, int h, const TokenRange* pieces, int count, const DecodeWork& work)>;
 
-// Prefetches [p, p + bytes) into L2 (pages are scattered, so the hardware
-// prefetcher stops at each page's end).
-inline void prefetch_bytes(const void* p, std::size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
-}
+// Pages read side by side per step (see RowCursor in simd_body.inc): 4 beat
+// 2, 3, 8 and 16 on this machine (kernels/README.md).
+inline constexpr int kStreams = 4;
 
 void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionFn& run);
 

@@ -63,6 +63,8 @@ struct DecodeWork {
   float* o = nullptr;
   float* scratch = nullptr;  // >= g * 64 + 2 * 64 * d floats
   bool init = true;          // false: continue from the state in m, l, o
+  // fp32 decode: segments read side by side, `streams` at a time (RowCursor).
+  int streams = 1;
 };
 
 struct IsaTable {

@@ -218,7 +218,7 @@ void decode_attention_quantized(const QuantizedDecodeArgs& a) {
     if (a.block_table.context_lens[b] > 0) r.push_back({0, a.block_table.context_lens[b]});
   };
   const auto run = [&](int b, int h, const cpu::TokenRange* pieces, int count,
-                       const cpu::DecodeWork& w0, const cpu::Ahead&) {
+                       const cpu::DecodeWork& w0) {
     thread_local std::vector<cpu::QuantSegment> segs;
     segs.clear();
     const auto& l = c.layout;
