@@ -133,7 +133,7 @@ ReportResult write_report(std::span<const Run> runs, const std::string& dir,
   std::string md = fmt::format("# {}\n\n", options.title);
   md += fmt::format(
       "{} run(s). Latencies are per request from its scheduled time; percentiles "
-      "are type 7 with 95% bootstrap confidence intervals.\n\n",
+      "are type 7 with 95% order-statistic (distribution-free) confidence intervals.\n\n",
       runs.size());
   md += "## Summary\n\n" + render_table(table, TableFormat::kMarkdown) + "\n";
   if (!result.figures.empty()) md += "## Figures\n\n";
@@ -159,7 +159,8 @@ ReportResult write_report(std::span<const Run> runs, const std::string& dir,
   html += "<h1>" + escape_markup(options.title) + "</h1>\n";
   html += fmt::format(
       "<p class=\"small\">{} run(s). Latencies are per request from its scheduled "
-      "time; percentiles are type 7 with 95% bootstrap confidence intervals.</p>\n",
+      "time; percentiles are type 7 with 95% order-statistic (distribution-free) confidence "
+      "intervals.</p>\n",
       runs.size());
   html += "<h2>Summary</h2>\n" + render_table(table, TableFormat::kHtml);
   if (!result.figures.empty()) html += "<h2>Figures</h2>\n";
