@@ -162,9 +162,16 @@ MetricComparison compare_metric_over_runs(const MetricSpec& spec, std::span<cons
   }
   m.change = std::expm1(effect);
   if (!(standard_error > 0.0) || !std::isfinite(df) || df <= 0.0) {
-    // No spread between runs at all: identical values decide by themselves.
-    m.p_value = effect == 0.0 ? 1.0 : 0.0;
+    // No spread between runs at all (the same runs given twice): nothing to
+    // measure a difference against. Equal sides are the same; otherwise unsure.
     m.change_ci = {m.change, m.change};
+    if (effect != 0.0) {
+      m.p_value = std::numeric_limits<double>::quiet_NaN();
+      m.verdict = Verdict::kUnsure;
+      m.note = "no spread between runs to test against (the same runs given twice?)";
+      return m;
+    }
+    m.p_value = 1.0;
   } else {
     const double t = effect / standard_error;
     m.p_value = std::min(1.0, 2.0 * (1.0 - student_t_cdf(std::abs(t), df)));

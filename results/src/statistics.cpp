@@ -316,6 +316,9 @@ Estimate quantile_with_order_statistic_ci(std::size_t n,
   const double x_j = at(j);
   e.value = j + 1 >= n ? x_j : x_j + (h - static_cast<double>(j)) * (at(j + 1) - x_j);
   const OrderStatisticRanks ranks = quantile_ci_ranks(n, q, confidence);
+  // Too few samples for this quantile at this confidence (p99 needs 368, p99.9
+  // 3,688): no interval rather than one whose coverage is below what it claims.
+  if (ranks.lower_clamped || ranks.upper_clamped) return e;
   e.ci_low = at(ranks.lower - 1);
   e.ci_high = at(ranks.upper - 1);
   return e;

@@ -342,15 +342,22 @@ Table build_table(std::span<const TableRun> runs, const TableOptions& options) {
   for (const auto& row : t.cells)
     for (const auto& cell : row)
       if (cell.estimate && cell.estimate->has_ci()) confidence = cell.estimate->confidence;
+  // Only claim bold values when there are some: a single row, or columns with
+  // one value each, leave nothing to compare.
   bool any_bold = false;
   for (const auto& row : t.cells)
     for (const auto& cell : row) any_bold = any_bold || cell.best;
-  // Only claim bold values when there are some: a single row, or columns with
-  // one value each, leave nothing to compare.
+  // A latency shown without ± (too few samples for its percentile's interval).
+  bool any_without_ci = false;
+  for (const auto& row : t.cells)
+    for (std::size_t c = 0; c < row.size(); ++c)
+      if (row[c].estimate && !row[c].estimate->has_ci() && t.metrics[c % per_group].quantity)
+        any_without_ci = true;
   t.notes.push_back(fmt::format(
       "± is half the width of the {:g}% confidence interval (order-statistic interval for "
-      "percentiles){}",
-      confidence * 100.0, any_bold ? "; best value per column in bold." : "."));
+      "percentiles){}{}",
+      confidence * 100.0, any_bold ? "; best value per column in bold" : "",
+      any_without_ci ? "; a latency without ± had too few samples for such an interval." : "."));
   for (const auto& [key, count] : counts) {
     if (count > 1)
       t.notes.push_back(fmt::format("{} / {}: {} runs, the latest ({}) is shown.", key.first,

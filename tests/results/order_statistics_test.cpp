@@ -110,6 +110,21 @@ TEST_CASE("the percentile interval is the hand-picked order statistics of the so
   CHECK(std::isnan(quantile_with_order_statistic_ci(std::vector<double>{}, 0.5).value));
 }
 
+TEST_CASE("a percentile with too few samples for its interval gets none, not a narrow one") {
+  // p99 needs n >= 368 for the upper tail (0.99^n <= 2.5%); p50 of 5 values
+  // cannot reach 95% either. The point estimate stays.
+  const auto small = one_to(367);
+  auto e = quantile_with_order_statistic_ci(small, 0.99, 0.95);
+  CHECK(e.value == Approx(quantile_sorted(small, 0.99)));
+  CHECK_FALSE(e.has_ci());
+  const auto enough = one_to(368);
+  e = quantile_with_order_statistic_ci(enough, 0.99, 0.95);
+  CHECK(e.has_ci());
+  CHECK(e.ci_high == 368.0);
+  CHECK_FALSE(quantile_with_order_statistic_ci(one_to(5), 0.5, 0.95).has_ci());
+  CHECK(quantile_with_order_statistic_ci(one_to(6), 0.5, 0.95).has_ci());  // x(1)..x(6): 96.9%
+}
+
 TEST_CASE("the percentile interval needs only four values, read through an accessor") {
   const auto v = one_to(100000);
   std::size_t reads = 0;

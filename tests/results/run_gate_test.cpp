@@ -226,3 +226,19 @@ TEST_CASE("run sets are refused when any run measured another workload, unless f
   CHECK(md.find("Unit of the test: the run (3 base, 3 candidate, paired") != std::string::npos);
   CHECK(md.find("Samples: base 3 runs (180 requests)") != std::string::npos);
 }
+
+TEST_CASE("pairs that differ by exactly the same amount give no test, so the verdict is unsure") {
+  // Zero spread between pairs (the same runs listed twice): a t-test has
+  // nothing to measure the difference against.
+  const std::vector<RunSamples> base{constant_run(100), constant_run(120)};
+  const std::vector<RunSamples> cand{constant_run(110), constant_run(132)};
+  CompareOptions options;
+  options.metrics = {"e2e.p50"};
+  const auto report = compare_run_sets(base, cand, options);
+  const auto& m = report.metrics.at(0);
+  CHECK(m.change == Approx(0.10));
+  CHECK(m.verdict == Verdict::kUnsure);
+  CHECK(std::isnan(m.p_value));
+  CHECK(m.note.find("no spread between runs") != std::string::npos);
+  CHECK_FALSE(report.regression);
+}

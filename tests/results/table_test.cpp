@@ -152,6 +152,21 @@ TEST_CASE("a table with nothing to compare does not promise bold values in its f
   CHECK(both.notes.front().find("best value per column in bold") != std::string::npos);
 }
 
+TEST_CASE("a latency without an interval shows no ± and the footnote says why") {
+  auto runs = two_systems();
+  Estimate no_ci;
+  no_ci.value = 0.25;
+  no_ci.n = 50;  // p99 of 50 samples: no distribution-free 95% interval exists
+  runs[0].metrics["ttft.p50"] = no_ci;
+  const auto table = build_table(runs, options());
+  const std::string md = render_table(table, TableFormat::kMarkdown);
+  CHECK(md.find("| vllm | 250 | **9.50 ± 0.50** |") != std::string::npos);
+  CHECK(table.notes.front() ==
+        "± is half the width of the 95% confidence interval (order-statistic interval for "
+        "percentiles); best value per column in bold; a latency without ± had too few samples "
+        "for such an interval.");
+}
+
 TEST_CASE("--by workload,target transposes the table") {
   TableOptions o = options();
   o.rows = "workload";

@@ -108,7 +108,9 @@ OrderStatisticRanks quantile_ci_ranks(std::size_t n, double q, double confidence
 
 // Type-7 quantile with the order-statistic interval above. `at(i)` returns the
 // i-th smallest value (0-based) of n: only four values are read, so a caller
-// can serve them from storage without loading the sample.
+// can serve them from storage without loading the sample. When n is too small
+// for a tail (either side clamped) the interval is left out (NaN bounds): the
+// sample cannot support the claimed confidence for that quantile.
 Estimate quantile_with_order_statistic_ci(std::size_t n,
                                           const std::function<double(std::size_t)>& at, double q,
                                           double confidence = 0.95);
