@@ -101,6 +101,9 @@ void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionF
         q_scaled[(static_cast<std::size_t>(b) * plan.num_q_heads + h) * d + i] =
             plan.q[b * plan.q_stride + static_cast<std::int64_t>(h) * d + i] * s;
 
+  const std::size_t page_bytes = sizeof(float) * static_cast<std::size_t>(bs) * hkv * d;
+  const std::size_t streams =
+      static_cast<std::size_t>(page_bytes >= kSmallPageBytes ? kStreams : kStreamsSmallPages);
   parallel_for(static_cast<std::int64_t>(parts.size()), [&](std::int64_t i) {
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<std::size_t>(group) * 64 + 2 * 64 * static_cast<std::size_t>(d) +
@@ -136,9 +139,9 @@ void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionF
     // Steps of kStreams pages; within a step, KV head after KV head, the
     // step's tiles of that head are read side by side (DecodeWork::streams).
     // A page holds all KV heads contiguously, so each page is read front to
-    // back over the step, in kStreams runs at once.
-    for (std::size_t k = 0; k < p.num_pieces; k += kStreams) {
-      const std::size_t count = std::min<std::size_t>(kStreams, p.num_pieces - k);
+    // back over the step, `streams` runs at once.
+    for (std::size_t k = 0; k < p.num_pieces; k += streams) {
+      const std::size_t count = std::min(streams, p.num_pieces - k);
       for (int h = 0; h < hkv; ++h) {
         DecodeWork w = work_for(h);
         w.init = false;

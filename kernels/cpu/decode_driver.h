@@ -49,9 +49,14 @@ using RangesFn = std::function<void(int b, int h, std::vector<TokenRange>&)>;
 using PartitionFn =
     std::function<void(int b, int h, const TokenRange* pieces, int count, const DecodeWork& work)>;
 
-// Pages read side by side per step (see RowCursor in simd_body.inc): 4 beat
-// 2, 3, 8 and 16 on this machine (kernels/README.md).
+// Pages read side by side (see RowCursor in simd_body.inc), measured on this
+// machine (kernels/README.md): scattered single-head tiles (Quest) and pages
+// of 32 KB or more per K or V block (d128 with 8 KV heads) do best with 4 (2,
+// 3, 6, 8 and 16 were tried); smaller pages (d64 with 1 KV head: 4 KB) with 8,
+// since each run is short.
 inline constexpr int kStreams = 4;
+inline constexpr int kStreamsSmallPages = 8;
+inline constexpr std::size_t kSmallPageBytes = std::size_t{32} << 10;
 
 void run_decode(const DecodePlan& plan, const RangesFn& ranges, const PartitionFn& run);
 

@@ -209,6 +209,25 @@ TEST_CASE("Sink and window decode attend to exactly the first and the newest tok
   CHECK(decode_error(pb, 4, 2, 128, m, 32) < 2e-5);
 }
 
+TEST_CASE(
+    "Decode reading several pages side by side matches the oracle at long contexts, with steps "
+    "that end in partial pages and windows that start mid-page") {
+  // Partitions of 5 and 7 pages leave steps of fewer pages than are read side
+  // by side; 4099 tokens end in a partial page; block size 32 puts more than a
+  // chunk's rows into one step; block size 7 cuts pages off the 16-token grid.
+  for (int bs : {7, 16, 32}) {
+    RandomPagedBatch pb({4099, 1, 2048}, 8, 2, 128, bs, 81u + bs);
+    for (int split : {0, 5 * bs, 7 * bs}) {
+      INFO("block size " << bs << " split " << split);
+      CHECK(decode_error(pb, 8, 2, 128, {}, split) < 2e-5);
+      AttentionMask m;
+      m.sink_tokens = 3;
+      m.window_tokens = 1000;
+      CHECK(decode_error(pb, 8, 2, 128, m, split) < 2e-5);
+    }
+  }
+}
+
 TEST_CASE("Decode of an empty sequence writes zeros") {
   RandomPagedBatch pb({0}, 2, 1, 64, 16, 61);
   std::vector<float> out(pb.q.size(), 3.0f);
