@@ -152,10 +152,12 @@ void add_eval(CLI::App* spikes_cmd, int& exit_code) {
         // A real step of ~100 us can double for reasons no feature explains:
         // the smallest excess that alerts is calibrated too.
         eo.min_excess_ns = {0, 100'000, 200'000, 400'000, 600'000, 800'000};
-        eo.thresholds = {5, 6, 7, 8, 9, 10, 12, 14, 16, 20, 25};
+        eo.thresholds = {6, 8, 10, 12, 14, 16, 20, 25};
+        // A stalled stage whose normal time is a few us: per-stage bounds.
+        eo.stage_thresholds = {0, 20, 40};
         // Memory-bandwidth contention slows every step a little: the
         // sustained-slowdown EWMA is calibrated too (0: off).
-        eo.sustained = {0, 2.5, 3.0};
+        eo.sustained = {0, 3.0};
       }
       if (!o->min_excess_us.empty()) {
         eo.min_excess_ns.clear();

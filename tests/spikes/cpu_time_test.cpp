@@ -164,7 +164,7 @@ TEST_CASE("the series CSV carries each iteration's off-CPU time to the detector"
   CHECK(plain.series.iterations[5].off_cpu_ns < 0);
 }
 
-TEST_CASE("calibration searches threshold, smallest excess and sustained level on training seeds",
+TEST_CASE("calibration keeps the best training F1 within the false-alarm limit over the whole grid",
           "[spikes][eval]") {
   SimulatorConfig sim;
   sim.iterations = 3000;
@@ -176,11 +176,28 @@ TEST_CASE("calibration searches threshold, smallest excess and sustained level o
   o.thresholds = {6, 12};
   o.min_excess_ns = {0, 200'000};
   o.sustained = {0, 3};
+  o.stage_thresholds = {0, 20};
   const EvalReport r = evaluate(simulator_source(sim), o);
-  REQUIRE(r.calibration.size() == 8);
+  REQUIRE(r.calibration.size() == 16);
   for (const auto& c : r.calibration) {
     CHECK(c.contains("min_excess_ns"));
     CHECK(c.contains("sustained"));
+    CHECK(c.contains("stage_threshold"));
+  }
+  // The setting kept is the best training F1 among those within the false-alarm limit.
+  double best = -1;
+  nlohmann::json kept;
+  for (const auto& c : r.calibration)
+    if (c["eligible"].get<bool>() && c["f1"].get<double>() > best + 1e-12) {
+      best = c["f1"].get<double>();
+      kept = c;
+    }
+  if (r.calibrated) {
+    REQUIRE_FALSE(kept.is_null());
+    CHECK(r.threshold == kept["threshold"].get<double>());
+    CHECK(r.min_excess_ns == kept["min_excess_ns"].get<double>());
+    CHECK(r.sustained == kept["sustained"].get<double>());
+    CHECK(r.stage_threshold == kept["stage_threshold"].get<double>());
   }
   CHECK((r.min_excess_ns == 0 || r.min_excess_ns == 200'000));
   CHECK((r.sustained == 0 || r.sustained == 3));
@@ -233,4 +250,33 @@ TEST_CASE("the engine source labels what each fault did to each iteration and me
         run_engine(bad, 1, true);
       }(),
       std::invalid_argument);
+}
+
+TEST_CASE(
+    "a per-stage bound catches a stall in a small stage that the whole-iteration bound misses",
+    "[spikes][detector]") {
+  LabelledRun run = fault_free();
+  // "schedule" is ~25 us of a ~150 us iteration; a 100 us stall there stays
+  // under a whole-iteration floor of 200 us but is 4x the stage.
+  for (uint64_t i = 2000; i <= 2009; ++i) {
+    run.series.iterations[i].stage_ns[0] += 100'000;
+    run.series.iterations[i].end_ns += 100'000;
+  }
+  DetectorConfig c = scenario_config();
+  c.min_excess_ns = 200'000;
+  Detector whole(c);
+  c.stage_threshold = 20;
+  Detector staged(c);
+  std::vector<SpikeAlert> alerts;
+  const auto a = flags_of(whole, run, nullptr);
+  const auto b = flags_of(staged, run, &alerts);
+  for (uint64_t i = 2000; i <= 2009; ++i) {
+    CHECK(a[i] == 0);
+    CHECK(b[i] == 1);
+  }
+  // Nothing else: not the long-prompt bursts, not the batch swing.
+  CHECK(std::count(b.begin(), b.end(), 1) == 10);
+  REQUIRE_FALSE(alerts.empty());
+  CHECK(alerts.front().blamed.front() == "schedule");
+  CHECK_THROWS_AS(staged.set_stage_threshold(-1), std::invalid_argument);
 }

@@ -35,12 +35,19 @@ Detector::Detector(DetectorConfig config)
   for (int s = 0; s < num_stages_; ++s)
     stage_models_[static_cast<size_t>(s)] = RobustRls(1 + kFeatureCount, rls_options(config_));
   stage_scale_.fill(config_.initial_scale);
+  stage_dev_.fill(config_.initial_scale);
   ring_.resize(config_.ring_capacity);
 }
 
 void Detector::set_threshold(double threshold) {
   if (!(threshold > 0)) throw std::invalid_argument("spike detector: threshold must be > 0");
   config_.threshold = threshold;
+}
+
+void Detector::set_stage_threshold(double threshold) {
+  if (!(threshold >= 0))
+    throw std::invalid_argument("spike detector: stage threshold must be >= 0");
+  config_.stage_threshold = threshold;
 }
 
 void Detector::set_sustained_threshold(double level) {
@@ -101,6 +108,19 @@ const IterationVerdict& Detector::observe(const IterationRecord& record) {
   }
   for (int s = 0; s < num_stages_; ++s)
     v.stage_predicted_ns[static_cast<size_t>(s)] = stage_models_[static_cast<size_t>(s)].predict(x);
+  // Per-stage bounds: a stage far outside its own usual accuracy (a stalled
+  // detokenizer whose normal time is a few us) is anomalous even when the
+  // iteration as a whole stays under its own bound.
+  if (v.scored && config_.stage_threshold > 0) {
+    const double stage_floor = config_.stage_min_excess_share * config_.min_excess_ns;
+    for (int s = 0; s < num_stages_ && !v.anomalous; ++s) {
+      const size_t i = static_cast<size_t>(s);
+      const double ds = std::max(v.stage_predicted_ns[i], predict_floor() * 0.1);
+      const double e = record.stage_ns[i] - v.stage_predicted_ns[i];
+      if (e > config_.stage_threshold * stage_dev_[i] * ds && e > stage_floor && v.excess_ns > 0)
+        v.anomalous = true;
+    }
+  }
 
   // Learn only from iterations we believe; outliers below the bound are down-weighted.
   const bool rebaseline = in_episode_ && episode_count_ >= config_.rebaseline_after;
@@ -114,6 +134,15 @@ const IterationVerdict& Detector::observe(const IterationRecord& record) {
       const double ds = std::max(v.stage_predicted_ns[i], predict_floor() * 0.1);
       const double us = (ys - v.stage_predicted_ns[i]) / ds / stage_scale_[i];
       stage_models_[i].update(x, ys, warm ? huber_weight(us, config_.huber_c) : 1.0);
+      // The stage's own accuracy (EWMA of its absolute relative residual, clipped once warm).
+      const double rs = std::fabs(ys - v.stage_predicted_ns[i]) / ds;
+      const double alpha_s =
+          warm ? config_.scale_alpha
+               : std::max(config_.scale_alpha, 1.0 / static_cast<double>(observed_ + 1));
+      stage_dev_[i] = std::max(
+          config_.min_scale,
+          stage_dev_[i] + alpha_s * (std::min(rs, warm ? config_.huber_c * stage_dev_[i] : 1.0) -
+                                     stage_dev_[i]));
     }
     // Robust scale: EWMA of the absolute relative residual, clipped once warm.
     const double alpha =

@@ -138,60 +138,71 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
   const std::vector<double> sustained =
       options.sustained.empty() ? std::vector<double>{0.0} : options.sustained;
   report.min_excess_ns = min_excess.back();
+  const std::vector<double> stage_ks =
+      options.stage_thresholds.empty() ? std::vector<double>{0.0} : options.stage_thresholds;
   report.sustained = sustained.front();
-  for (double l : sustained) {
-    for (double m : min_excess) {
-      for (double k : options.thresholds) {
-        Score faults, clean;
-        for (size_t i = 0; i < train_faults.size(); ++i) {
-          Detector d = *trained;
-          d.set_threshold(k);
-          d.set_min_excess_ns(m);
-          d.set_sustained_threshold(l);
-          const DetectionResult r =
-              run_detector(d, train_faults[i], train_faults[i].handover_delay_ns);
-          faults.merge(score_run(train_faults[i], r, options.scoring, true));
-          Detector c = *trained;
-          c.set_threshold(k);
-          c.set_min_excess_ns(m);
-          c.set_sustained_threshold(l);
-          const DetectionResult rc =
-              run_detector(c, train_clean[i], train_clean[i].handover_delay_ns);
-          clean.merge(score_run(train_clean[i], rc, options.scoring, false));
-        }
-        Score all = faults;
-        all.merge(clean);
-        const bool ok = all.false_alarms_per_10k <= options.max_false_alarms_per_10k;
-        report.calibration.push_back({{"threshold", k},
-                                      {"min_excess_ns", m},
-                                      {"sustained", l},
-                                      {"f1", faults.f1},
-                                      {"precision", faults.precision},
-                                      {"recall", faults.recall},
-                                      {"false_alarms_per_10k", all.false_alarms_per_10k},
-                                      {"eligible", ok}});
-        if (ok && faults.f1 > best_f1 + 1e-12) {
-          have_eligible = true;
-          best_f1 = faults.f1;
-          report.threshold = k;
-          report.min_excess_ns = m;
-          report.sustained = l;
-        }
-        if (!have_eligible &&
-            (fewest_alarms < 0 || all.false_alarms_per_10k < fewest_alarms - 1e-12 ||
-             (std::fabs(all.false_alarms_per_10k - fewest_alarms) <= 1e-12 &&
-              faults.f1 > fewest_f1))) {
-          fewest_alarms = all.false_alarms_per_10k;
-          fewest_f1 = faults.f1;
-          report.threshold = k;
-          report.min_excess_ns = m;
-          report.sustained = l;
+  report.stage_threshold = stage_ks.front();
+  for (double st : stage_ks) {
+    for (double l : sustained) {
+      for (double m : min_excess) {
+        for (double k : options.thresholds) {
+          Score faults, clean;
+          for (size_t i = 0; i < train_faults.size(); ++i) {
+            Detector d = *trained;
+            d.set_threshold(k);
+            d.set_min_excess_ns(m);
+            d.set_sustained_threshold(l);
+            d.set_stage_threshold(st);
+            const DetectionResult r =
+                run_detector(d, train_faults[i], train_faults[i].handover_delay_ns);
+            faults.merge(score_run(train_faults[i], r, options.scoring, true));
+            Detector c = *trained;
+            c.set_threshold(k);
+            c.set_min_excess_ns(m);
+            c.set_sustained_threshold(l);
+            c.set_stage_threshold(st);
+            const DetectionResult rc =
+                run_detector(c, train_clean[i], train_clean[i].handover_delay_ns);
+            clean.merge(score_run(train_clean[i], rc, options.scoring, false));
+          }
+          Score all = faults;
+          all.merge(clean);
+          const bool ok = all.false_alarms_per_10k <= options.max_false_alarms_per_10k;
+          report.calibration.push_back({{"threshold", k},
+                                        {"min_excess_ns", m},
+                                        {"sustained", l},
+                                        {"stage_threshold", st},
+                                        {"f1", faults.f1},
+                                        {"precision", faults.precision},
+                                        {"recall", faults.recall},
+                                        {"false_alarms_per_10k", all.false_alarms_per_10k},
+                                        {"eligible", ok}});
+          if (ok && faults.f1 > best_f1 + 1e-12) {
+            have_eligible = true;
+            best_f1 = faults.f1;
+            report.threshold = k;
+            report.min_excess_ns = m;
+            report.sustained = l;
+            report.stage_threshold = st;
+          }
+          if (!have_eligible &&
+              (fewest_alarms < 0 || all.false_alarms_per_10k < fewest_alarms - 1e-12 ||
+               (std::fabs(all.false_alarms_per_10k - fewest_alarms) <= 1e-12 &&
+                faults.f1 > fewest_f1))) {
+            fewest_alarms = all.false_alarms_per_10k;
+            fewest_f1 = faults.f1;
+            report.threshold = k;
+            report.min_excess_ns = m;
+            report.sustained = l;
+            report.stage_threshold = st;
+          }
         }
       }
     }
   }
   report.calibrated = have_eligible;
   trained->set_sustained_threshold(report.sustained);
+  trained->set_stage_threshold(report.stage_threshold);
   trained->set_min_excess_ns(report.min_excess_ns);
   trained->set_threshold(report.threshold);
 
@@ -241,6 +252,7 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
 }
 
 void AmbientStats::add(const LabelledRun& run, const ScoringOptions& options) {
+  if (run.run_delay_ns.empty() && run.off_cpu_ns.empty()) return;  // not measured (simulator)
   const auto& its = run.series.iterations;
   for (size_t i = options.scored_from; i < its.size(); ++i) {
     ++iterations;
@@ -268,6 +280,7 @@ nlohmann::json EvalReport::to_json() const {
   j["threshold"] = threshold;
   j["min_excess_ns"] = min_excess_ns;
   j["sustained"] = sustained;
+  j["stage_threshold"] = stage_threshold;
   j["calibrated_within_false_alarm_limit"] = calibrated;
   j["calibration"] = calibration;
   j["held_out"] = held_out.to_json();
@@ -290,9 +303,9 @@ nlohmann::json EvalReport::to_json() const {
 std::string EvalReport::to_text() const {
   std::string out = fmt::format("spike detection evaluation ({})\n", source);
   out += fmt::format(
-      "  calibrated threshold      {:.1f}, smallest excess {:.0f} us, sustained level {:.1f} "
-      "(training: {} iterations){}\n",
-      threshold, min_excess_ns / 1e3, sustained, train_iterations,
+      "  calibrated threshold      {:.1f}, smallest excess {:.0f} us, stage bound {:.0f}, "
+      "sustained level {:.1f} (training: {} iterations){}\n",
+      threshold, min_excess_ns / 1e3, stage_threshold, sustained, train_iterations,
       calibrated ? "" : "; no setting met the false-alarm limit on training: fewest alarms used");
   out += fmt::format("  held-out iterations       {}\n", eval_iterations);
   const Score& h = held_out;

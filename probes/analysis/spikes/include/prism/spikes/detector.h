@@ -48,6 +48,11 @@ struct DetectorConfig {
   double sustained_threshold = 0.0;
   double sustained_alpha = 0.1;
   double sustained_clip = 3.0;
+  // Per-stage bounds: a stage whose excess is over stage_threshold times its
+  // own robust scale (and over stage_min_excess_share x min_excess_ns) makes
+  // the iteration anomalous. 0 turns it off.
+  double stage_threshold = 0.0;
+  double stage_min_excess_share = 0.25;
   // An episode this long is a new normal, not a spike: the models learn from
   // its iterations again (the alert stays one episode).
   uint64_t rebaseline_after =
@@ -101,6 +106,8 @@ class Detector {
   void set_threshold(double threshold);
   // ... and the smallest absolute excess that alerts (ns, >= 0).
   void set_min_excess_ns(double ns);
+  // ... and the per-stage bound (0: off).
+  void set_stage_threshold(double threshold);
   // ... and the sustained-slowdown level (0: off).
   void set_sustained_threshold(double level);
   // Hot path: one iteration in end order. Returns the verdict; an alert may be
@@ -135,6 +142,7 @@ class Detector {
   double scale_;
   double sustained_ = 0;  // EWMA of clipped on-CPU scores
   std::array<double, kMaxStages> stage_scale_{};
+  std::array<double, kMaxStages> stage_dev_{};  // per-stage robust scale (per-stage bounds)
   double mean_duration_ = 0;
   uint64_t observed_ = 0;
 

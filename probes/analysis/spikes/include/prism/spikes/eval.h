@@ -31,6 +31,8 @@ struct EvalOptions {
   std::vector<double> min_excess_ns{0.0};
   // Sustained-slowdown levels to calibrate (DetectorConfig::sustained_threshold); empty: {0}.
   std::vector<double> sustained{0.0};
+  // Per-stage bounds to calibrate (DetectorConfig::stage_threshold); empty: {0}.
+  std::vector<double> stage_thresholds{0.0};
   double max_false_alarms_per_10k = 1.0;  // calibration constraint
   DetectorConfig detector;                // stages are taken from the runs
   ScoringOptions scoring;
@@ -69,6 +71,7 @@ struct EvalReport {
   double threshold = 0;
   double min_excess_ns = 0;
   double sustained = 0;
+  double stage_threshold = 0;
   bool calibrated = false;  // some setting met the false-alarm limit on the training seeds
   std::vector<nlohmann::json> calibration;  // per threshold: training F1 and false alarms
   Score held_out;                           // fault runs on eval seeds
