@@ -360,3 +360,29 @@ TEST_CASE("a sorted column longer than one chunk is read across the chunk bounda
   CHECK(top.value == itl.back());
   CHECK_FALSE(top.has_ci());
 }
+
+TEST_CASE("replacing or removing a run replaces or removes its sorted columns too") {
+  TempDir dir;
+  const std::string path = dir.file("prism.db");
+  const Run run = sample_run();
+  RunSamples expected = collect_samples(run.observations);
+  sort_samples(expected);
+  {
+    Store store(path);
+    store.put_run(run);
+    store.put_run(run);  // same id: replaced, not duplicated
+    CHECK(store.sorted_samples(run.run_id, Quantity::kItl) == expected.itl_s);
+    store.remove_run(run.run_id);
+  }
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db,
+                             "SELECT (SELECT count(*) FROM sorted_samples) + "
+                             "(SELECT count(*) FROM sample_summaries)",
+                             -1, &stmt, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+  CHECK(sqlite3_column_int64(stmt, 0) == 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
