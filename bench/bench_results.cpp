@@ -163,9 +163,12 @@ BENCHMARK(BM_TableRecomputedFromObservations)->Unit(benchmark::kMillisecond);
 // token and every prefill is 5% later). Each repeat makes three runs (base,
 // base again, slowed) in a random order so drift of the shared machine hits
 // all three alike, then gates base vs base again (A/A: a failure is a false
-// regression) and base vs slowed (A/B: a failure is a catch).
+// regression) and base vs slowed (A/B: a failure is a catch). This is the
+// per-request gate, one run a side; results/README.md explains why it fails
+// A/A under run-to-run drift and recommends the run-level gate
+// (BM_EngineRunGate below) instead.
 //
-// Environment knobs (defaults: what results/README.md recommends):
+// Environment knobs (defaults: the per-request gate's 5,000 requests per run):
 //   PRISM_POWER_REPEATS   repeats (default 100)
 //   PRISM_POWER_REQUESTS  measured requests per run (default 5000)
 //   PRISM_POWER_DELAY     injected delay fraction (default 0.05)
