@@ -9,8 +9,10 @@ using prism::test::synthetic_samples;
 using prism::test::SyntheticOptions;
 
 namespace {
-// The sample size results/README.md recommends for a gate that must catch a
-// 5% slowdown (requests per run, after warmup).
+// The per-request gate's sample size (one run a side, no drift between the
+// runs) for catching a 5% slowdown: requests per run, after warmup. With drift
+// between runs results/README.md recommends the run-level gate instead
+// (tests/results/run_gate_test.cpp).
 constexpr std::size_t kRecommendedRequests = 5000;
 }  // namespace
 
