@@ -12,6 +12,7 @@
 // GQA group.
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "common.cuh"
@@ -43,7 +44,8 @@ struct RowState {
 
   // s: this lane's (scaled) score for key `lane` of the tile, -inf if masked.
   // vs: the tile's values [kTile][D] in shared memory.
-  __device__ void consume(float s, const float* vs, int lane) {
+  template <typename V>
+  __device__ void consume(float s, const V* vs, int lane) {
     const float tile_max = warp_max(s);
     const float m_new = fmaxf(m, tile_max);
     if (m_new == -INFINITY) return;  // nothing visible yet
@@ -56,7 +58,7 @@ struct RowState {
       const float pj = __shfl_sync(0xffffffffu, p, j);
       if (pj == 0.0f) continue;  // warp-uniform
 #pragma unroll
-      for (int x = 0; x < D / 32; ++x) o[x] += pj * vs[j * D + lane + 32 * x];
+      for (int x = 0; x < D / 32; ++x) o[x] += pj * to_float(vs[j * D + lane + 32 * x]);
     }
     m = m_new;
   }
@@ -190,6 +192,130 @@ __global__ void decode_kernel(DecodeParams p, const T* __restrict__ q, const T* 
     st.consume(s, vs, lane);
   }
   // Partial: [batch][hq][num_splits][D + 2] = (o unnormalised, m, l).
+  float* dst =
+      partial + ((static_cast<long long>(b) * p.hq + head) * p.num_splits + split) * (D + 2);
+#pragma unroll
+  for (int x = 0; x < D / 32; ++x) dst[lane + 32 * x] = st.o[x];
+  if (lane == 0) {
+    dst[D] = st.m;
+    dst[D + 1] = st.l;
+  }
+}
+
+// ------------------------------------------------- pipelined decode ----
+// The same work as decode_kernel, but the K/V tiles travel global -> shared
+// memory as 16-byte cp.async copies (sm_80+) into two stages: tile i + 1 is in
+// flight while tile i is scored and accumulated, so the loads of a block
+// overlap its math instead of alternating with it. Elements stay in their
+// storage type in shared memory (converted when read). K rows are padded by
+// 16 bytes so that 8 lanes reading 16-byte pieces of 8 different rows hit
+// different banks. Rows past the end of the range are zero-filled by the copy
+// (src-size 0) and masked out of the softmax.
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+template <typename T, int D>
+struct PipeLayout {
+  static constexpr int kChunk = 16 / static_cast<int>(sizeof(T));  // elements per copy
+  static constexpr int kChunksPerRow = D / kChunk;
+  static constexpr int kKStride = D + kChunk;  // padded K row, elements
+  static constexpr int kStage = kTile * (kKStride + D);
+  static std::size_t smem_bytes(int group) {
+    return sizeof(T) * 2 * static_cast<std::size_t>(kStage) +
+           sizeof(float) * static_cast<std::size_t>(group) * D;
+  }
+};
+
+// q . k for one key row in shared memory, read 16 bytes at a time.
+template <typename T, int D>
+__device__ float dot_row_chunks(const float* q, const T* krow) {
+  constexpr int C = PipeLayout<T, D>::kChunk;
+  float acc = 0.0f;
+#pragma unroll 4
+  for (int i = 0; i < D; i += C) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(krow + i);
+    T e[C];
+    memcpy(e, &raw, sizeof raw);
+#pragma unroll
+    for (int j = 0; j < C; ++j) acc += q[i + j] * to_float(e[j]);
+  }
+  return acc;
+}
+
+// Grid (num_splits, hkv, batch); one warp per query head of the GQA group.
+template <typename T, int D>
+__global__ void decode_pipelined_kernel(DecodeParams p, const T* __restrict__ q,
+                                        const T* __restrict__ kc, const T* __restrict__ vc,
+                                        float* __restrict__ partial) {
+  using L = PipeLayout<T, D>;
+  extern __shared__ __align__(16) unsigned char smem_bytes_raw[];
+  T* const stage0 = reinterpret_cast<T*>(smem_bytes_raw);
+  float* const qs = reinterpret_cast<float*>(stage0 + 2 * L::kStage);  // [group][D]
+  const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int group = p.hq / p.hkv;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int head = h * group + warp;
+  const int len = p.context_lens[b];
+  const int t_begin = split * p.split, t_end = min(len, t_begin + p.split);
+  const int num_tiles = t_end > t_begin ? (t_end - t_begin + kTile - 1) / kTile : 0;
+  for (int c = lane; c < D; c += 32)
+    qs[warp * D + c] = to_float(q[(static_cast<long long>(b) * p.hq + head) * D + c]) * p.scale;
+  const std::int32_t* row = p.block_table + static_cast<long long>(b) * p.max_blocks;
+
+  // Issues the copies of tile `tile` into stage `stage` as one commit group.
+  const auto issue = [&](int tile, int stage) {
+    T* ks = stage0 + stage * L::kStage;
+    T* vs = ks + kTile * L::kKStride;
+    const int t0 = t_begin + tile * kTile;
+    const int n = min(kTile, t_end - t0);
+    for (int c = threadIdx.x; c < kTile * L::kChunksPerRow; c += blockDim.x) {
+      const int r = c / L::kChunksPerRow, col = (c % L::kChunksPerRow) * L::kChunk;
+      const bool valid = r < n;
+      long long off = 0;
+      if (valid) {
+        const int t = t0 + r;
+        off = ((static_cast<long long>(row[t / p.block_size]) * p.hkv + h) * p.block_size +
+               t % p.block_size) *
+                  D +
+              col;
+      }
+      cp_async_16(ks + r * L::kKStride + col, kc + off, valid);
+      cp_async_16(vs + r * D + col, vc + off, valid);
+    }
+    cp_async_commit();
+  };
+
+  RowState<D> st;
+  st.init();
+  if (num_tiles > 0) issue(0, 0);
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    const int stage = tile & 1;
+    if (tile + 1 < num_tiles) {
+      issue(tile + 1, stage ^ 1);  // that stage was released by the barrier ending tile - 1
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // tile's copies (and, on the first tile, qs) visible to all
+    const T* ks = stage0 + stage * L::kStage;
+    const T* vs = ks + kTile * L::kKStride;
+    const int n = min(kTile, t_end - (t_begin + tile * kTile));
+    const float s =
+        lane < n ? dot_row_chunks<T, D>(qs + warp * D, ks + lane * L::kKStride) : -INFINITY;
+    st.consume(s, vs, lane);
+    __syncthreads();  // the stage is free for the copies issued next iteration
+  }
   float* dst =
       partial + ((static_cast<long long>(b) * p.hq + head) * p.num_splits + split) * (D + 2);
 #pragma unroll
@@ -374,6 +500,29 @@ int sm_count() {
   return sms;
 }
 
+struct DeviceLimits {
+  int major = 0;
+  std::size_t max_smem_optin = 0;
+};
+
+// The current device's compute capability and opt-in shared memory per block.
+const DeviceLimits& device_limits() {
+  thread_local int cached_dev = -1;
+  thread_local DeviceLimits limits;
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (dev != cached_dev) {
+    int major = 0, smem = 0;
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
+          "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+          "cudaDeviceGetAttribute");
+    limits = {major, static_cast<std::size_t>(smem)};
+    cached_dev = dev;
+  }
+  return limits;
+}
+
 DecodeParams decode_params(const DecodeAttentionArgs& a) {
   DecodeParams p{};
   p.hq = a.heads.num_q_heads;
@@ -424,13 +573,26 @@ void decode_attention(const DecodeAttentionArgs& a) {
   }
   const int group = a.heads.num_q_heads / a.heads.num_kv_heads;
   const dim3 grid(p.num_splits, a.heads.num_kv_heads, a.batch);
+  const DeviceLimits& dev = device_limits();
+  const bool aligned = reinterpret_cast<std::uintptr_t>(a.k_cache) % 16 == 0 &&
+                       reinterpret_cast<std::uintptr_t>(a.v_cache) % 16 == 0;
   dispatch_head_dim(a.heads.head_dim, [&]<int D>() {
     detail::dispatch(a.dtype, [&]<typename T>() {
-      const std::size_t smem = smem_bytes(D, group);
-      set_smem(decode_kernel<T, D>, smem);
-      decode_kernel<T, D><<<grid, 32 * group, smem, detail::stream_of(a.stream)>>>(
-          p, static_cast<const T*>(a.q), static_cast<const T*>(a.k_cache),
-          static_cast<const T*>(a.v_cache), partial);
+      // The cp.async pipeline where it can run (sm_80+, 16-byte aligned caches,
+      // two stages fit in shared memory); the single-stage kernel otherwise.
+      const std::size_t pipe_smem = PipeLayout<T, D>::smem_bytes(group);
+      if (dev.major >= 8 && aligned && pipe_smem <= dev.max_smem_optin) {
+        set_smem(decode_pipelined_kernel<T, D>, pipe_smem);
+        decode_pipelined_kernel<T, D><<<grid, 32 * group, pipe_smem, detail::stream_of(a.stream)>>>(
+            p, static_cast<const T*>(a.q), static_cast<const T*>(a.k_cache),
+            static_cast<const T*>(a.v_cache), partial);
+      } else {
+        const std::size_t smem = smem_bytes(D, group);
+        set_smem(decode_kernel<T, D>, smem);
+        decode_kernel<T, D><<<grid, 32 * group, smem, detail::stream_of(a.stream)>>>(
+            p, static_cast<const T*>(a.q), static_cast<const T*>(a.k_cache),
+            static_cast<const T*>(a.v_cache), partial);
+      }
       decode_merge_kernel<T, D>
           <<<dim3(a.heads.num_q_heads, a.batch), std::min(D, 128), 0,
              detail::stream_of(a.stream)>>>(p, partial, static_cast<T*>(a.out));
