@@ -14,7 +14,9 @@
 //       (request sent, no token yet) with the mock in a separate process.
 // Counters are in microseconds (…_us), chunks per second and bytes.
 #include <benchmark/benchmark.h>
+#include <curl/curl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,9 +24,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include "prism/harness/clock.h"
@@ -65,34 +70,174 @@ prism::workloads::Workload streams_workload(std::size_t streams, double spread_s
   return w;
 }
 
+// The mock in a child process of its own, pinned to one CPU, so that its
+// work never runs on the harness I/O thread's core. Its records come back
+// through a pipe when it is stopped. CLOCK_MONOTONIC is system-wide, so its
+// write stamps compare directly with the harness's arrival stamps.
+class ForkedMock {
+ public:
+  ForkedMock(MockServerOptions options, int cpu) {
+    int port_pipe[2], command_pipe[2], record_pipe[2];
+    if (pipe(port_pipe) != 0 || pipe(command_pipe) != 0 || pipe(record_pipe) != 0) {
+      throw std::runtime_error("pipe failed");
+    }
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      close(port_pipe[0]);
+      close(command_pipe[1]);
+      close(record_pipe[0]);
+      prism::harness::pin_current_thread_to_cpu(cpu);  // the server thread inherits it
+      options.cpu = cpu;
+      MockServer server(options);
+      server.start();
+      const std::uint16_t port = server.port();
+      write_all(port_pipe[1], &port, sizeof port);
+      char command = 0;
+      [[maybe_unused]] const auto n = read(command_pipe[0], &command, 1);  // EOF or 's'
+      server.stop();
+      for (const auto& r : server.records()) {
+        const auto id_len = static_cast<std::uint32_t>(r.request_id.size());
+        const auto chunks = static_cast<std::uint32_t>(r.chunk_sent_ns.size());
+        write_all(record_pipe[1], &id_len, sizeof id_len);
+        write_all(record_pipe[1], r.request_id.data(), id_len);
+        write_all(record_pipe[1], &r.received_ns, sizeof r.received_ns);
+        write_all(record_pipe[1], &r.headers_sent_ns, sizeof r.headers_sent_ns);
+        write_all(record_pipe[1], &chunks, sizeof chunks);
+        write_all(record_pipe[1], r.chunk_sent_ns.data(), chunks * sizeof(std::int64_t));
+        write_all(record_pipe[1], r.chunk_due_ns.data(), chunks * sizeof(std::int64_t));
+      }
+      close(record_pipe[1]);
+      _exit(0);
+    }
+    close(port_pipe[1]);
+    close(command_pipe[0]);
+    close(record_pipe[1]);
+    command_fd_ = command_pipe[1];
+    record_fd_ = record_pipe[0];
+    if (read(port_pipe[0], &port_, sizeof port_) != sizeof port_) port_ = 0;
+    close(port_pipe[0]);
+    if (port_ == 0) throw std::runtime_error("the mock did not start");
+  }
+  ~ForkedMock() {
+    if (command_fd_ >= 0) close(command_fd_);
+    if (record_fd_ >= 0) close(record_fd_);
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  // Stops the mock and returns what it recorded (request id, received, chunk writes and dues).
+  std::vector<prism::harness::MockRecord> stop_and_collect() {
+    const char stop = 's';
+    write_all(command_fd_, &stop, 1);
+    close(command_fd_);
+    command_fd_ = -1;
+    std::vector<prism::harness::MockRecord> records;
+    for (;;) {
+      std::uint32_t id_len = 0;
+      if (!read_all(record_fd_, &id_len, sizeof id_len)) break;
+      prism::harness::MockRecord r;
+      r.request_id.resize(id_len);
+      std::uint32_t chunks = 0;
+      if (!read_all(record_fd_, r.request_id.data(), id_len) ||
+          !read_all(record_fd_, &r.received_ns, sizeof r.received_ns) ||
+          !read_all(record_fd_, &r.headers_sent_ns, sizeof r.headers_sent_ns) ||
+          !read_all(record_fd_, &chunks, sizeof chunks)) {
+        break;
+      }
+      r.chunk_sent_ns.resize(chunks);
+      r.chunk_due_ns.resize(chunks);
+      if (!read_all(record_fd_, r.chunk_sent_ns.data(), chunks * sizeof(std::int64_t)) ||
+          !read_all(record_fd_, r.chunk_due_ns.data(), chunks * sizeof(std::int64_t))) {
+        break;
+      }
+      records.push_back(std::move(r));
+    }
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    return records;
+  }
+
+ private:
+  static void write_all(int fd, const void* data, std::size_t size) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+      const ssize_t n = write(fd, p, size);
+      if (n <= 0) return;
+      p += n;
+      size -= static_cast<std::size_t>(n);
+    }
+  }
+  static bool read_all(int fd, void* data, std::size_t size) {
+    char* p = static_cast<char*>(data);
+    while (size > 0) {
+      const ssize_t n = read(fd, p, size);
+      if (n <= 0) return false;
+      p += n;
+      size -= static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  pid_t pid_ = -1;
+  int command_fd_ = -1;
+  int record_fd_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+// CPUs for the two sides: the mock (and the scheduler thread) on the first
+// CPU this process may use, the harness I/O thread alone on the second.
+std::pair<int, int> split_cpus() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  sched_getaffinity(0, sizeof allowed, &allowed);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  }
+  if (cpus.size() < 2) return {-1, -1};
+  return {cpus[0], cpus[1]};
+}
+
 void BM_TimingAccuracy(benchmark::State& state) {
   const auto streams = static_cast<std::size_t>(state.range(0));
   const double itl_ms = static_cast<double>(state.range(1)) / 1000.0;
   const std::uint32_t tokens = static_cast<std::uint32_t>(state.range(2));
+  const bool kernel_stamps = state.range(3) != 0;
+  const auto [mock_cpu, io_cpu] = split_cpus();
+  cpu_set_t original;
+  sched_getaffinity(0, sizeof original, &original);
   for (auto _ : state) {
     MockServerOptions mock;
     mock.ttft_ms = 50;
     mock.itl_ms = itl_ms;
-    MockServer server(mock);
-    server.start();
+    ForkedMock server(mock, mock_cpu);
     OpenAiTargetOptions options;
     options.url = server.url();
     options.model = "prism-mock";
     options.request_timeout_s = 120;
+    options.io_cpu = io_cpu;
+    options.kernel_rx_timestamps = kernel_stamps;
     OpenAiTarget target(options);
+    // The scheduler thread shares the mock's CPU: after the starts it only
+    // sleeps, and it must not wake on the I/O thread's core.
+    prism::harness::pin_current_thread_to_cpu(mock_cpu);
     // Starts spread over one ITL, so chunks are due evenly rather than in bursts.
     const auto w = streams_workload(streams, itl_ms / 1000.0, tokens);
     const auto t0 = prism::harness::monotonic_ns();
     const auto result = prism::harness::run_load(w, target, LoadOptions{});
     const double wall = prism::harness::ns_to_s(prism::harness::monotonic_ns() - t0);
+    sched_setaffinity(0, sizeof original, &original);
     const auto stats = target.stats();
+    const auto records = server.stop_and_collect();
     std::map<std::string, const prism::harness::MockRecord*> truth;
-    const auto records = server.records();
     for (const auto& r : records) truth[r.request_id] = &r;
-    std::vector<double> ttft_err, itl_err, stamp_err;
+    // Harness error: its stamp against the mock's actual write of the same
+    // chunk. Nominal: against the schedule the mock was asked to keep.
+    std::vector<double> ttft_err, itl_err, stamp_err, ttft_nominal_err, itl_nominal_err, mock_late;
     std::size_t failed = 0;
     double first_token = 1e30, last_token = 0;
     std::uint64_t chunks = 0;
+    const double ttft_nominal = mock.ttft_ms * 1e-3;
     for (const auto& o : result.observations) {
       const auto it = truth.find("prism-" + std::to_string(o.request_id));
       if (o.status != prism::results::RequestStatus::kOk || it == truth.end() ||
@@ -101,15 +246,21 @@ void BM_TimingAccuracy(benchmark::State& state) {
         continue;
       }
       const auto& sent = it->second->chunk_sent_ns;
+      const auto& due = it->second->chunk_due_ns;
       for (std::size_t i = 0; i < sent.size(); ++i) {
         const double h = o.token_times_s[i];
         const double m = prism::harness::ns_to_s(sent[i] - result.origin_ns);
         stamp_err.push_back((h - m) * 1e6);
-        if (i == 0) ttft_err.push_back(std::abs(h - m) * 1e6);
-        if (i > 0) {
+        mock_late.push_back(static_cast<double>(sent[i] - due[i]) * 1e-3);
+        if (i == 0) {
+          ttft_err.push_back(std::abs(h - m) * 1e6);
+          ttft_nominal_err.push_back(std::abs((h - o.sent_s) - ttft_nominal) * 1e6);
+        } else {
           const double hm = o.token_times_s[i] - o.token_times_s[i - 1];
           const double mm = prism::harness::ns_to_s(sent[i] - sent[i - 1]);
+          const double dm = prism::harness::ns_to_s(due[i] - due[i - 1]);
           itl_err.push_back(std::abs(hm - mm) * 1e6);
+          itl_nominal_err.push_back(std::abs(hm - dm) * 1e6);
         }
         first_token = std::min(first_token, h);
         last_token = std::max(last_token, h);
@@ -119,15 +270,28 @@ void BM_TimingAccuracy(benchmark::State& state) {
     using prism::results::percentile;
     state.SetIterationTime(wall);
     state.counters["failed"] = static_cast<double>(failed);
+    state.counters["pinned"] = io_cpu >= 0 ? 1 : 0;
     state.counters["ttft_err_p50_us"] = percentile(ttft_err, 50);
     state.counters["ttft_err_p99_us"] = percentile(ttft_err, 99);
     state.counters["ttft_err_max_us"] = percentile(ttft_err, 100);
     state.counters["itl_err_p50_us"] = percentile(itl_err, 50);
     state.counters["itl_err_p99_us"] = percentile(itl_err, 99);
     state.counters["itl_err_max_us"] = percentile(itl_err, 100);
-    state.counters["stamp_minus_send_p50_us"] = percentile(stamp_err, 50);
+    state.counters["stamp_minus_write_p50_us"] = percentile(stamp_err, 50);
+    state.counters["stamp_minus_write_p99_us"] = percentile(stamp_err, 99);
+    state.counters["stamp_minus_write_min_us"] = percentile(stamp_err, 0);
+    state.counters["mock_late_p50_us"] = percentile(mock_late, 50);
+    state.counters["mock_late_p99_us"] = percentile(mock_late, 99);
+    state.counters["ttft_vs_nominal_p99_us"] = percentile(ttft_nominal_err, 99);
+    state.counters["itl_vs_nominal_p99_us"] = percentile(itl_nominal_err, 99);
     const double span = last_token - first_token;
     state.counters["chunks_per_s"] = span > 0 ? static_cast<double>(chunks) / span : 0;
+    const auto pieces =
+        static_cast<double>(stats.kernel_stamps + stats.epoll_stamps + stats.read_stamps);
+    state.counters["kernel_stamped"] =
+        pieces > 0 ? static_cast<double>(stats.kernel_stamps) / pieces : 0;
+    state.counters["read_stamped"] =
+        pieces > 0 ? static_cast<double>(stats.read_stamps) / pieces : 0;
     state.counters["io_thread_cpu_util"] = stats.io_thread_cpu_s / wall;
     state.counters["chunks_per_io_cpu_s"] =
         stats.io_thread_cpu_s > 0 ? static_cast<double>(chunks) / stats.io_thread_cpu_s : 0;
@@ -220,6 +384,40 @@ void BM_LongContext(benchmark::State& state) {
   }
 }
 
+// libcurl's own heap, counted through curl_global_init_mem (installed in
+// main before anything else initializes curl), so the idle-stream figure
+// splits into what libcurl allocates and what Prism allocates.
+std::atomic<long> curl_heap{0};
+void* curl_count_malloc(size_t size) {
+  void* p = std::malloc(size);
+  if (p != nullptr) curl_heap += static_cast<long>(malloc_usable_size(p));
+  return p;
+}
+void curl_count_free(void* p) {
+  if (p != nullptr) curl_heap -= static_cast<long>(malloc_usable_size(p));
+  std::free(p);
+}
+void* curl_count_realloc(void* p, size_t size) {
+  const long before = p != nullptr ? static_cast<long>(malloc_usable_size(p)) : 0;
+  void* q = std::realloc(p, size);
+  if (q != nullptr)
+    curl_heap += static_cast<long>(malloc_usable_size(q)) - before;
+  else if (size == 0)
+    curl_heap -= before;
+  return q;
+}
+char* curl_count_strdup(const char* s) {
+  const size_t n = std::strlen(s) + 1;
+  auto* p = static_cast<char*>(curl_count_malloc(n));
+  if (p != nullptr) std::memcpy(p, s, n);
+  return p;
+}
+void* curl_count_calloc(size_t count, size_t size) {
+  void* p = std::calloc(count, size);
+  if (p != nullptr) curl_heap += static_cast<long>(malloc_usable_size(p));
+  return p;
+}
+
 long rss_bytes() {
   std::ifstream statm("/proc/self/statm");
   long pages = 0, resident = 0;
@@ -275,30 +473,38 @@ void BM_IdleStreamMemory(benchmark::State& state) {
     };
     wait_open(kEarly);
     const auto heap_early = mallinfo2().uordblks;
+    const long curl_early = curl_heap.load();
     const long rss_early = rss_bytes();
     wait_open(streams);
     const auto heap_all = mallinfo2().uordblks;
+    const long curl_all = curl_heap.load();
     const long rss_all = rss_bytes();
     interrupt.store(SIGTERM);
     runner.join();
     kill(child, SIGTERM);
     waitpid(child, nullptr, 0);
     const double extra = static_cast<double>(streams - kEarly);
-    state.counters["heap_bytes_per_stream"] =
+    const double heap =
         static_cast<double>(static_cast<long>(heap_all) - static_cast<long>(heap_early)) / extra;
+    const double curl = static_cast<double>(curl_all - curl_early) / extra;
+    state.counters["heap_bytes_per_stream"] = heap;
+    state.counters["curl_heap_bytes_per_stream"] = curl;
+    state.counters["prism_heap_bytes_per_stream"] = heap - curl;
     state.counters["rss_bytes_per_stream"] = static_cast<double>(rss_all - rss_early) / extra;
   }
 }
 
 }  // namespace
 
-// {streams, itl in microseconds, tokens per stream}
+// {streams, itl in microseconds, tokens per stream, kernel receive stamps}
 BENCHMARK(BM_TimingAccuracy)
-    ->Args({256, 20000, 50})
-    ->Args({1000, 20000, 50})
-    ->Args({1000, 10000, 60})
-    ->Args({1000, 6667, 80})
-    ->Args({1000, 5000, 100})
+    ->Args({256, 20000, 50, 1})
+    ->Args({1000, 20000, 50, 1})
+    ->Args({1000, 10000, 60, 1})
+    ->Args({1000, 6667, 80, 1})
+    ->Args({1000, 5000, 100, 1})
+    ->Args({256, 20000, 50, 0})
+    ->Args({1000, 20000, 50, 0})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
@@ -313,9 +519,18 @@ BENCHMARK(BM_LongContext)
     ->Unit(benchmark::kMillisecond);
 // {streams, curl receive buffer bytes}
 BENCHMARK(BM_IdleStreamMemory)
+    ->Args({1000, 1024})
     ->Args({1000, 4096})
     ->Args({1000, 16384})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  curl_global_init_mem(CURL_GLOBAL_ALL, curl_count_malloc, curl_count_free, curl_count_realloc,
+                       curl_count_strdup, curl_count_calloc);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

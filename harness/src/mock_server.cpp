@@ -58,11 +58,17 @@ MockFault mock_fault_from_string(const std::string& text) {
 }
 
 nlohmann::json to_json(const MockRecord& r) {
-  return {{"request_id", r.request_id},           {"path", r.path},
-          {"fault", to_string(r.fault)},          {"prompt_tokens", r.prompt_tokens},
-          {"max_tokens", r.max_tokens},           {"received_ns", r.received_ns},
-          {"headers_sent_ns", r.headers_sent_ns}, {"chunk_sent_ns", r.chunk_sent_ns},
-          {"chunk_tokens", r.chunk_tokens},       {"completed", r.completed}};
+  return {{"request_id", r.request_id},
+          {"path", r.path},
+          {"fault", to_string(r.fault)},
+          {"prompt_tokens", r.prompt_tokens},
+          {"max_tokens", r.max_tokens},
+          {"received_ns", r.received_ns},
+          {"headers_sent_ns", r.headers_sent_ns},
+          {"chunk_sent_ns", r.chunk_sent_ns},
+          {"chunk_due_ns", r.chunk_due_ns},
+          {"chunk_tokens", r.chunk_tokens},
+          {"completed", r.completed}};
 }
 
 namespace {
@@ -636,6 +642,7 @@ struct MockServer::Impl {
     }
     c.record.headers_sent_ns = monotonic_ns();
     c.record.chunk_sent_ns.push_back(c.record.headers_sent_ns);
+    c.record.chunk_due_ns.push_back(c.next_due);
     c.record.chunk_tokens.push_back(c.tokens_sent);
     c.record.completed = true;
     finish_record(c);
@@ -694,9 +701,10 @@ struct MockServer::Impl {
     }
     append_chunk(c.out, payload);
     if (last) c.out += "0\r\n\r\n";
-    const std::int64_t sent = monotonic_ns();
+    const std::int64_t sent = monotonic_ns();  // just before send(): the actual write time
     if (count > 0) {
       r.chunk_sent_ns.push_back(sent);
+      r.chunk_due_ns.push_back(c.next_due);
       r.chunk_tokens.push_back(count);
       chunks.fetch_add(1, std::memory_order_relaxed);
     }
@@ -745,6 +753,7 @@ struct MockServer::Impl {
 
   void loop() {
     minimize_timer_slack();
+    pin_current_thread_to_cpu(options.cpu);
     std::vector<epoll_event> events(1024);
     while (!stopping.load(std::memory_order_relaxed)) {
       fire_due_timers();

@@ -4,10 +4,12 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
@@ -108,7 +110,7 @@ struct Transfer {
   void* impl = nullptr;  // the owning OpenAiTarget::Impl
   CURL* easy = nullptr;
   curl_slist* header_list = nullptr;
-  TargetRequest request;  // kept until the end: the auto prompt format may resend it as text
+  TargetRequest request;  // prompt kept until the status is known: a 400 may resend it as text
   std::string body;
   bool token_ids = false;
   SseParser parser;
@@ -121,7 +123,10 @@ struct Transfer {
   std::string pending_message;
   std::string error_body;
   std::size_t received = 0;
-  std::uint64_t epoch = 0;  // cancel_all() generation it belongs to
+  std::int64_t last_arrival_ns = 0;  // stamp of the last bytes received
+  int fd = -1;                       // its socket, as curl last registered it
+  bool released_request = false;     // body and prompt freed once the status was 200
+  std::uint64_t epoch = 0;           // cancel_all() generation it belongs to
 };
 
 struct OpenAiTarget::Impl {
@@ -136,6 +141,16 @@ struct OpenAiTarget::Impl {
   std::atomic<bool> quit{false};
   bool timeout_due = false;
   std::int64_t batch_ns = 0;  // when epoll last reported readiness
+  // The socket curl is serving an epoll event of, and the stamp of its bytes.
+  int stamped_fd = -1;
+  std::int64_t stamped_ns = 0;
+  bool stamped_by_kernel = false;
+  std::int64_t peek_ns = 0;
+  char peek_buffer[65536];  // MSG_PEEK target: the kernel stamps the last segment it reaches
+  std::int64_t realtime_minus_monotonic_ns = 0;  // kernel stamps are CLOCK_REALTIME
+  std::atomic<std::uint64_t> kernel_stamps{0};
+  std::atomic<std::uint64_t> epoll_stamps{0};
+  std::atomic<std::uint64_t> read_stamps{0};
 
   std::mutex mutex;
   std::condition_variable cancelled_cv;
@@ -297,8 +312,12 @@ struct OpenAiTarget::Impl {
     [[maybe_unused]] const auto n = ::write(wake_fd, &one, sizeof one);
   }
 
-  static int on_socket(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
+  static int on_socket(CURL* easy, curl_socket_t s, int what, void* userp, void* socketp) {
     auto* self = static_cast<Impl*>(userp);
+    Transfer* t = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, &t);
+    // The socket this transfer reads (HTTP/1: its own; HTTP/2: the shared one).
+    if (t != nullptr && what != CURL_POLL_REMOVE) t->fd = s;
     epoll_event ev{};
     ev.data.fd = s;
     if (what == CURL_POLL_REMOVE) {
@@ -331,6 +350,88 @@ struct OpenAiTarget::Impl {
     return 0;
   }
 
+  static int on_sockopt(void*, curl_socket_t fd, curlsocktype purpose) {
+    if (purpose == CURLSOCKTYPE_IPCXN) {
+      const int one = 1;
+      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);  // best effort
+    }
+    return CURL_SOCKOPT_OK;
+  }
+
+  // When the newest bytes waiting on `fd` reached the TCP stack, on the
+  // monotonic clock; -1 when the kernel gives no stamp. The peek walks every
+  // waiting segment and the kernel reports the last one's stamp, so no byte
+  // curl reads next is stamped before it arrived (when several chunks of one
+  // stream wait, the older ones are stamped late, never early). A stamp is
+  // never later than epoll's return, and a wild one (the two clocks stepped
+  // apart) is not used.
+  std::int64_t kernel_arrival(int fd, std::int64_t now) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    iovec iov{peek_buffer, sizeof peek_buffer};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (::recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT) > 0) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_TIMESTAMPNS) continue;
+        timespec ts;
+        std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+        const std::int64_t stamp = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 +
+                                   ts.tv_nsec - realtime_minus_monotonic_ns;
+        // The two clocks are read a few ns apart: a stamp a hair after now is now.
+        if (stamp <= now + 1000 && stamp > now - std::int64_t{60'000'000'000}) {
+          return std::min(stamp, now);
+        }
+      }
+    }
+    return -1;
+  }
+
+  // The arrival stamp of the bytes curl hands over for transfer t now. Bytes
+  // read while curl serves their own socket's epoll event, right after the
+  // peek, carry the stamp taken there (kernel, else epoll's return); one read
+  // can give several callbacks (one per HTTP chunk, headers first). Anything
+  // else is stamped now, which can be late but never early by more than the
+  // validity window: curl may go on, in the same call, to serve timers of
+  // other transfers for milliseconds and read this socket again there, bytes
+  // that did not exist at the peek. A callback for another transfer, or the
+  // window passing, ends the stamp.
+  static constexpr std::int64_t kStampWindowNs = 50'000;
+  std::int64_t arrival_of(const Transfer& t) {
+    const std::int64_t now = monotonic_ns();
+    if (t.fd >= 0 && t.fd == stamped_fd && now - peek_ns < kStampWindowNs) {
+      (stamped_by_kernel ? kernel_stamps : epoll_stamps).fetch_add(1, std::memory_order_relaxed);
+      return stamped_ns;
+    }
+    stamped_fd = -1;
+    read_stamps.fetch_add(1, std::memory_order_relaxed);
+    return now;
+  }
+
+  // Response headers: they end another transfer's stamp like any bytes do,
+  // and once the status is 200 the request body and prompt are no longer
+  // needed (no resend as text, no retry by curl): an open stream keeps only
+  // what it receives.
+  static size_t on_header(char*, size_t size, size_t count, void* userp) {
+    auto* t = static_cast<Transfer*>(userp);
+    auto* self = static_cast<Impl*>(t->impl);
+    if (t->fd != self->stamped_fd) self->stamped_fd = -1;
+    if (!t->released_request) {
+      long status = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+      if (status == 200) self->release_request(*t);
+    }
+    return size * count;
+  }
+
+  void release_request(Transfer& t) {
+    t.released_request = true;
+    std::string().swap(t.body);
+    std::vector<Message>().swap(t.request.messages);
+  }
+
   static int on_prereq(void* clientp, char*, char*, int, int) {
     auto* t = static_cast<Transfer*>(clientp);
     static_cast<Impl*>(t->impl)->sink->on_sent(t->request.id, monotonic_ns());
@@ -346,7 +447,8 @@ struct OpenAiTarget::Impl {
 
   // Returns false to abort the transfer (its error class is already set).
   bool receive(Transfer& t, std::string_view bytes_in) {
-    const std::int64_t now = batch_ns;
+    const std::int64_t now = arrival_of(t);
+    t.last_arrival_ns = now;
     t.received += bytes_in.size();
     bytes.fetch_add(bytes_in.size(), std::memory_order_relaxed);
     if (t.received > options.max_response_bytes) {
@@ -497,12 +599,19 @@ struct OpenAiTarget::Impl {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, &Impl::on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    if (options.kernel_rx_timestamps) {
+      curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, &Impl::on_sockopt);
+    }
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, options.receive_buffer_bytes);
+    // A long prompt is uploaded through this buffer: curl's minimum, not its 64 KB default.
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(options.request_timeout_s * 1000));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(options.connect_timeout_s * 1000));
@@ -558,7 +667,8 @@ struct OpenAiTarget::Impl {
                             ? "stream ended inside an event, before [DONE]"
                             : "stream ended before [DONE]";
       } else {
-        sink->on_done(t->request.id, now, t->usage);
+        // Done when the bytes that ended it ([DONE], the last chunk) arrived.
+        sink->on_done(t->request.id, t->last_arrival_ns > 0 ? t->last_arrival_ns : now, t->usage);
         release(t);
         return;
       }
@@ -659,12 +769,19 @@ struct OpenAiTarget::Impl {
 
   void loop() {
     minimize_timer_slack();
+    pin_current_thread_to_cpu(options.io_cpu);
     std::vector<epoll_event> events(512);
     int running = 0;
     while (!quit.load(std::memory_order_relaxed)) {
       const int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()),
                                timeout_due ? 0 : 200);
       batch_ns = monotonic_ns();
+      if (options.kernel_rx_timestamps && n > 0) {
+        timespec real{};
+        clock_gettime(CLOCK_REALTIME, &real);
+        realtime_minus_monotonic_ns =
+            static_cast<std::int64_t>(real.tv_sec) * 1'000'000'000 + real.tv_nsec - batch_ns;
+      }
       if (timeout_due) {
         timeout_due = false;
         curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -685,7 +802,23 @@ struct OpenAiTarget::Impl {
           if (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) flags |= CURL_CSELECT_IN;
           if (ev & EPOLLOUT) flags |= CURL_CSELECT_OUT;
           if (ev & EPOLLERR) flags |= CURL_CSELECT_ERR;
+          stamped_fd = fd;
+          if (options.kernel_rx_timestamps && (ev & EPOLLIN)) {
+            // Without a kernel stamp (none given, or the bytes were already
+            // read): the time of the peek, which bytes curl reads now cannot
+            // precede. Not epoll's return: the socket's bytes may have come
+            // while this batch was being served.
+            peek_ns = monotonic_ns();
+            const std::int64_t kernel = kernel_arrival(fd, peek_ns);
+            stamped_by_kernel = kernel >= 0;
+            stamped_ns = stamped_by_kernel ? kernel : peek_ns;
+          } else {
+            peek_ns = monotonic_ns();
+            stamped_by_kernel = false;
+            stamped_ns = batch_ns;  // the user-space stamp: when epoll returned
+          }
           curl_multi_socket_action(multi, fd, flags, &running);
+          stamped_fd = -1;
         }
         drain_done();
       }
@@ -785,6 +918,9 @@ OpenAiTarget::Stats OpenAiTarget::stats() const {
   s.bytes = impl_->bytes.load();
   s.in_flight = impl_->in_flight.load();
   s.token_ids_refused = impl_->token_ids_refused.load();
+  s.kernel_stamps = impl_->kernel_stamps.load();
+  s.epoll_stamps = impl_->epoll_stamps.load();
+  s.read_stamps = impl_->read_stamps.load();
   if (impl_->io.joinable()) {
     clockid_t clock;
     timespec ts{};

@@ -2,12 +2,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <map>
 #include <stdexcept>
+#include <thread>
 
 #include "harness_test_support.h"
 #include "prism/harness/clock.h"
@@ -476,4 +478,122 @@ TEST_CASE("A mock that is behind its schedule still reads new requests between c
   const auto& short_truth = truth.at("prism-" + std::to_string(short_one.request_id));
   // Read (and its first chunk scheduled) while the overdue stream was still being written.
   REQUIRE(short_truth.received_ns < long_truth.chunk_sent_ns.back());
+}
+
+TEST_CASE("The mock records when each chunk was due and when it was written, never before due") {
+  MockServerOptions mock;
+  mock.ttft_ms = 20;
+  mock.itl_ms = 30;
+  mock.tokens_per_chunk = 2;
+  MockServer server(mock);
+  server.start();
+  const auto obs = run(target_for(server), 1, 5);
+  REQUIRE(obs.size() == 1);
+  REQUIRE(obs.front().status == RequestStatus::kOk);
+  const auto records = server.records();
+  REQUIRE(records.size() == 1);
+  const auto& r = records.front();
+  // 5 tokens, 2 per chunk: chunks of 2, 2, 1, due at ttft, then itl per token carried.
+  REQUIRE(r.chunk_tokens == std::vector<std::uint32_t>{2, 2, 1});
+  REQUIRE(r.chunk_due_ns.size() == 3);
+  REQUIRE(r.chunk_sent_ns.size() == 3);
+  constexpr std::int64_t kMs = 1'000'000;
+  CHECK(r.chunk_due_ns[0] == r.received_ns + 20 * kMs);
+  CHECK(r.chunk_due_ns[1] - r.chunk_due_ns[0] == 2 * 30 * kMs);
+  CHECK(r.chunk_due_ns[2] - r.chunk_due_ns[1] == 2 * 30 * kMs);
+  for (std::size_t i = 0; i < 3; ++i) CHECK(r.chunk_sent_ns[i] >= r.chunk_due_ns[i]);
+  const auto json = prism::harness::to_json(r);
+  REQUIRE(json.at("chunk_due_ns").get<std::vector<std::int64_t>>() == r.chunk_due_ns);
+  REQUIRE(json.at("chunk_sent_ns").get<std::vector<std::int64_t>>() == r.chunk_sent_ns);
+}
+
+TEST_CASE("Chunks are stamped with the kernel's receive time, or epoll's when that is turned off") {
+  for (const bool kernel : {true, false}) {
+    CAPTURE(kernel);
+    MockServerOptions mock;
+    mock.ttft_ms = 10;
+    mock.itl_ms = 40;
+    MockServer server(mock);
+    server.start();
+    auto options = target_for(server);
+    options.kernel_rx_timestamps = kernel;
+    OpenAiTarget target(options);
+    const auto w = prism::test::open_loop_workload(3, 0.0, 4);
+    const auto result = prism::harness::run_load(w, target, LoadOptions{});
+    const auto stats = target.stats();
+    std::map<std::string, prism::harness::MockRecord> truth;
+    for (const auto& r : server.records()) truth[r.request_id] = r;
+    for (const auto& o : result.observations) {
+      REQUIRE(o.status == RequestStatus::kOk);
+      const auto& r = truth.at("prism-" + std::to_string(o.request_id));
+      REQUIRE(r.chunk_sent_ns.size() == o.token_times_s.size());
+      for (std::size_t i = 0; i < r.chunk_sent_ns.size(); ++i) {
+        // Bytes cannot arrive before they are written, whichever stamp is used.
+        const auto arrived = result.origin_ns + static_cast<std::int64_t>(o.token_times_s[i] * 1e9);
+        REQUIRE(arrived >= r.chunk_sent_ns[i] - 1000);
+      }
+    }
+    REQUIRE(stats.kernel_stamps + stats.epoll_stamps + stats.read_stamps > 0);
+    if (kernel) {
+      CHECK(stats.kernel_stamps > 0);  // Linux stamps TCP segments (SO_TIMESTAMPNS)
+    } else {
+      CHECK(stats.kernel_stamps == 0);
+      CHECK(stats.epoll_stamps > 0);
+    }
+  }
+}
+
+TEST_CASE("A thread is pinned to a CPU it may use, and a CPU it may not use is refused") {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+  int first = -1, missing = -1;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed) && first < 0) first = c;
+    if (!CPU_ISSET(c, &allowed) && missing < 0) missing = c;
+  }
+  REQUIRE(first >= 0);
+  bool pinned = false, refused_negative = false, refused_beyond = false, refused_missing = true;
+  int cpus_after = 0;
+  bool on_first = false;
+  // In a thread of its own, so the test's own thread keeps its CPUs.
+  std::thread([&] {
+    refused_negative = !prism::harness::pin_current_thread_to_cpu(-1);
+    refused_beyond = !prism::harness::pin_current_thread_to_cpu(CPU_SETSIZE);
+    if (missing >= 0) refused_missing = !prism::harness::pin_current_thread_to_cpu(missing);
+    pinned = prism::harness::pin_current_thread_to_cpu(first);
+    cpu_set_t now;
+    CPU_ZERO(&now);
+    sched_getaffinity(0, sizeof now, &now);
+    cpus_after = CPU_COUNT(&now);
+    on_first = CPU_ISSET(first, &now);
+  }).join();
+  CHECK(refused_negative);
+  CHECK(refused_beyond);
+  CHECK(refused_missing);
+  CHECK(pinned);
+  CHECK(cpus_after == 1);
+  CHECK(on_first);
+}
+
+TEST_CASE("A pinned mock and a pinned I/O thread serve a run like unpinned ones") {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+  MockServerOptions mock;
+  mock.ttft_ms = 5;
+  mock.itl_ms = 5;
+  mock.cpu = cpu;
+  MockServer server(mock);
+  server.start();
+  auto options = target_for(server);
+  options.io_cpu = cpu;
+  const auto obs = run(options, 4, 3);
+  REQUIRE(obs.size() == 4);
+  for (const auto& o : obs) {
+    CHECK(o.status == RequestStatus::kOk);
+    CHECK(o.completion_tokens == 3);
+  }
 }

@@ -25,6 +25,12 @@ inline std::int64_t s_to_ns(double s) {
 // the calling thread; a load generator that must send on time sets it to 1 ns.
 void minimize_timer_slack();
 
+// Pins the calling thread to one CPU (sched_setaffinity). Returns false, and
+// leaves the thread as it was, when cpu is negative or not available to this
+// process. A pinned I/O thread and a pinned server do not steal each other's
+// core, so a measurement of one is not a measurement of the other.
+bool pin_current_thread_to_cpu(int cpu);
+
 // Raises the soft open-file limit to the hard limit: 1,000 streams need more
 // than the usual 1,024 descriptors once server and client share a process.
 void raise_open_file_limit();

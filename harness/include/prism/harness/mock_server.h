@@ -50,6 +50,7 @@ struct MockServerOptions {
   std::size_t max_request_bytes = std::size_t{64} << 20;
   std::uint64_t seed = 1;
   std::string model = "prism-mock";
+  int cpu = -1;                  // >= 0: the serving thread is pinned to this CPU
   bool record = true;            // keep a MockRecord per request
   bool accept_token_ids = true;  // false: a token-id prompt gets HTTP 400, like OpenAI's own API
 };
@@ -64,6 +65,10 @@ struct MockRecord {
   std::int64_t received_ns = 0;             // request fully read
   std::int64_t headers_sent_ns = 0;         // response headers written
   std::vector<std::int64_t> chunk_sent_ns;  // content chunks, when write() was called
+  // When each chunk was due on the nominal schedule (received + ttft, then
+  // + itl per token, plus jitter): chunk_sent_ns - chunk_due_ns is the
+  // mock's own lateness, which a busy machine adds to what the harness sees.
+  std::vector<std::int64_t> chunk_due_ns;
   std::vector<std::uint32_t> chunk_tokens;  // tokens in each
   bool completed = false;                   // [DONE] written
 };

@@ -3,9 +3,13 @@
 // with epoll (curl_multi_socket_action): no thread per request, and a
 // thousand open streams cost a thousand sockets, not a thousand stacks.
 //
-// Timestamps: a chunk is stamped with the time epoll reported its socket
-// readable, taken before curl reads or the harness parses anything, so the
-// harness's own work does not inflate TTFT or ITL.
+// Timestamps: a chunk is stamped with the time its bytes reached this host's
+// TCP stack: the kernel's software receive timestamp (SO_TIMESTAMPNS), read
+// with a one-byte MSG_PEEK just before curl reads the socket, so neither the
+// I/O thread's wake-up nor its work on other streams delays the stamp. Where
+// the kernel gives none (or with kernel_rx_timestamps off), the stamp is the
+// time epoll reported the socket readable, still taken before curl reads or
+// the harness parses anything.
 #pragma once
 
 #include <cstddef>
@@ -54,8 +58,14 @@ struct OpenAiTargetOptions {
   std::string ca_file;  // PEM bundle for private CAs
   bool http2 = false;   // negotiate HTTP/2 over TLS (multiplexed streams)
   // curl's per-transfer receive buffer. SSE chunks are a few hundred bytes,
-  // so a small buffer keeps an idle stream cheap; 1024 is curl's minimum.
-  long receive_buffer_bytes = 4096;
+  // so curl's minimum keeps an idle stream cheap (3 KB less than 4096).
+  long receive_buffer_bytes = 1024;
+  // Stamp chunks with the kernel's receive time (see above); false: with the
+  // time epoll returned, which includes the I/O thread's wake-up and backlog.
+  bool kernel_rx_timestamps = true;
+  // >= 0: the I/O thread is pinned to this CPU, so that the scheduler, the
+  // server under test or anything else does not delay its timestamps.
+  int io_cpu = -1;
   nlohmann::json extra_body = nlohmann::json::object();  // merged into every request body
   // Text for token ids when the prompt goes as text. Default: synthetic_text().
   std::function<std::string(std::span<const std::int32_t>)> detokenize;
@@ -96,8 +106,11 @@ class OpenAiTarget final : public Target {
     std::uint64_t chunks = 0;  // SSE data events received
     std::uint64_t bytes = 0;
     std::uint64_t in_flight = 0;
-    bool token_ids_refused = false;  // auto prompt format fell back to text
-    double io_thread_cpu_s = 0;      // CPU time the I/O thread has used
+    bool token_ids_refused = false;   // auto prompt format fell back to text
+    double io_thread_cpu_s = 0;       // CPU time the I/O thread has used
+    std::uint64_t kernel_stamps = 0;  // pieces of response stamped with the kernel's receive time
+    std::uint64_t epoll_stamps = 0;   // pieces stamped with epoll's return time (no kernel stamp)
+    std::uint64_t read_stamps = 0;  // pieces that came after their socket's stamp: stamped at read
   };
   Stats stats() const;
 
