@@ -1,7 +1,11 @@
 #include "prism/kernels/paged_kv.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 
 #include "validate.h"
@@ -18,6 +22,24 @@ void validate_layout(const PagedKvLayout& l, const char* fn) {
 }
 
 }  // namespace
+
+KvArray::KvArray(std::size_t floats) : size_(floats) {
+  if (floats == 0) return;
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  const std::size_t bytes = floats * sizeof(float);
+  const std::size_t align = bytes >= kHuge ? kHuge : 64;
+  const std::size_t rounded = (bytes + align - 1) / align * align;  // aligned_alloc's rule
+  void* p = std::aligned_alloc(align, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+  // Before the first touch, so that the zeroing below faults in huge pages.
+  if (align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);
+  std::memset(p, 0, bytes);
+  data_.reset(static_cast<float*>(p));
+}
+
+void KvArray::Free::operator()(float* p) const {
+  std::free(p);
+}
 
 void validate_block_table(const PagedKvLayout& layout, const BlockTable& table) {
   validate_layout(layout, "block table");

@@ -1,8 +1,10 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "prism/baselines/oracles.h"
@@ -226,6 +228,27 @@ TEST_CASE(
       CHECK(decode_error(pb, 8, 2, 128, m, split) < 2e-5);
     }
   }
+}
+
+TEST_CASE("The paged cache's arrays start zeroed, 64-byte aligned, 2 MiB aligned from 2 MiB up") {
+  const auto aligned = [](const float* p, std::uintptr_t a) {
+    return reinterpret_cast<std::uintptr_t>(p) % a == 0;
+  };
+  PagedKvStorage small(PagedKvLayout{3, 7, 1, 5});  // 105 floats: not a multiple of 64 bytes
+  CHECK(aligned(small.const_view().k, 64));
+  CHECK(aligned(small.const_view().v, 64));
+  for (std::size_t i = 0; i < small.layout().total_floats(); ++i)
+    REQUIRE((small.const_view().k[i] == 0.0f && small.const_view().v[i] == 0.0f));
+  PagedKvStorage large(PagedKvLayout{300, 16, 2, 64});  // 2.3 MiB per array
+  CHECK(aligned(large.const_view().k, std::uintptr_t{2} << 20));
+  CHECK(aligned(large.const_view().v, std::uintptr_t{2} << 20));
+  CHECK(large.const_view().k[large.layout().total_floats() - 1] == 0.0f);
+  // Move keeps the arrays (the engine holds one storage per layer in a vector).
+  const float* k = large.const_view().k;
+  PagedKvStorage moved(std::move(large));
+  CHECK(moved.const_view().k == k);
+  PagedKvStorage empty(PagedKvLayout{0, 16, 1, 64});
+  CHECK(empty.layout().total_floats() == 0);
 }
 
 TEST_CASE("Decode of an empty sequence writes zeros") {
