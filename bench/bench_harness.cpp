@@ -203,6 +203,9 @@ void BM_TimingAccuracy(benchmark::State& state) {
   const double itl_ms = static_cast<double>(state.range(1)) / 1000.0;
   const std::uint32_t tokens = static_cast<std::uint32_t>(state.range(2));
   const bool kernel_stamps = state.range(3) != 0;
+  // The mock's sockets send at once (see MockServerOptions::tcp_congestion);
+  // arg 4 = 0 keeps the system's congestion control (BBR here: paced sends).
+  const std::string congestion = state.range(4) != 0 ? "cubic" : "";
   const auto [mock_cpu, io_cpu] = split_cpus();
   cpu_set_t original;
   sched_getaffinity(0, sizeof original, &original);
@@ -210,6 +213,7 @@ void BM_TimingAccuracy(benchmark::State& state) {
     MockServerOptions mock;
     mock.ttft_ms = 50;
     mock.itl_ms = itl_ms;
+    mock.tcp_congestion = congestion;
     ForkedMock server(mock, mock_cpu);
     OpenAiTargetOptions options;
     options.url = server.url();
@@ -496,15 +500,18 @@ void BM_IdleStreamMemory(benchmark::State& state) {
 
 }  // namespace
 
-// {streams, itl in microseconds, tokens per stream, kernel receive stamps}
+// {streams, itl in microseconds, tokens per stream, kernel receive stamps, mock sends unpaced}
 BENCHMARK(BM_TimingAccuracy)
-    ->Args({256, 20000, 50, 1})
-    ->Args({1000, 20000, 50, 1})
-    ->Args({1000, 10000, 60, 1})
-    ->Args({1000, 6667, 80, 1})
-    ->Args({1000, 5000, 100, 1})
-    ->Args({256, 20000, 50, 0})
-    ->Args({1000, 20000, 50, 0})
+    ->Args({256, 20000, 50, 1, 1})
+    ->Args({256, 10000, 100, 1, 1})
+    ->Args({256, 5000, 200, 1, 1})
+    ->Args({1000, 20000, 50, 1, 1})
+    ->Args({1000, 10000, 60, 1, 1})
+    ->Args({1000, 6667, 80, 1, 1})
+    ->Args({1000, 5000, 100, 1, 1})
+    ->Args({256, 20000, 50, 0, 1})
+    ->Args({256, 5000, 200, 1, 0})
+    ->Args({1000, 20000, 50, 0, 1})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);

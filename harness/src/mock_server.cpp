@@ -212,6 +212,13 @@ struct MockServer::Impl {
     listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     const int one = 1;
     setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // Accepted sockets inherit it.
+    if (!options.tcp_congestion.empty() &&
+        setsockopt(listen_fd, IPPROTO_TCP, TCP_CONGESTION, options.tcp_congestion.data(),
+                   static_cast<socklen_t>(options.tcp_congestion.size())) != 0) {
+      throw std::runtime_error(fmt::format("mock server: TCP congestion control '{}': {}",
+                                           options.tcp_congestion, std::strerror(errno)));
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(options.port);

@@ -597,3 +597,22 @@ TEST_CASE("A pinned mock and a pinned I/O thread serve a run like unpinned ones"
     CHECK(o.completion_tokens == 3);
   }
 }
+
+TEST_CASE("The mock refuses a TCP congestion control the system does not have, naming it") {
+  MockServerOptions mock;
+  mock.tcp_congestion = "no-such-congestion-control";
+  MockServer server(mock);
+  REQUIRE_THROWS_WITH(server.start(), Catch::Contains("no-such-congestion-control"));
+}
+
+TEST_CASE("A mock with an unpaced congestion control streams like the default one") {
+  MockServerOptions mock;
+  mock.ttft_ms = 2;
+  mock.itl_ms = 2;
+  mock.tcp_congestion = "cubic";  // Linux's default, always built in
+  MockServer server(mock);
+  server.start();
+  const auto obs = run(target_for(server), 2, 4);
+  REQUIRE(obs.size() == 2);
+  for (const auto& o : obs) CHECK(o.completion_tokens == 4);
+}

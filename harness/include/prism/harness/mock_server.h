@@ -50,7 +50,12 @@ struct MockServerOptions {
   std::size_t max_request_bytes = std::size_t{64} << 20;
   std::uint64_t seed = 1;
   std::string model = "prism-mock";
-  int cpu = -1;                  // >= 0: the serving thread is pinned to this CPU
+  int cpu = -1;  // >= 0: the serving thread is pinned to this CPU
+  // TCP congestion control of its sockets ("" = the system's). BBR paces
+  // sends with a timer: a chunk written with send() can sit in the mock's
+  // socket until a later send, after the mock stamped it as written. "cubic"
+  // sends at once, so the write stamps stay the truth.
+  std::string tcp_congestion;
   bool record = true;            // keep a MockRecord per request
   bool accept_token_ids = true;  // false: a token-id prompt gets HTTP 400, like OpenAI's own API
 };
