@@ -212,6 +212,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
     bool no_ignore_eos = false;
     bool continuous_usage = false;
     bool http2 = false;
+    int io_cpu = -1;
+    bool user_space_stamps = false;
     std::string extra_body;
     std::uint64_t seed = 0;
     bool measure_environment = false;
@@ -269,6 +271,10 @@ void add_run_command(CLI::App& app, int& exit_code) {
       "--continuous-usage", o->continuous_usage,
       "Ask for per-chunk usage (vLLM continuous_usage_stats): exact token counts per chunk");
   cmd->add_flag("--http2", o->http2, "Use HTTP/2 over TLS");
+  cmd->add_option("--io-cpu", o->io_cpu,
+                  "Pin the I/O thread to this CPU (keep the server under test off it)");
+  cmd->add_flag("--user-space-stamps", o->user_space_stamps,
+                "Stamp chunks when epoll returns instead of with the kernel's receive time");
   cmd->add_option("--extra-body", o->extra_body, "JSON object merged into every request body");
   cmd->add_option("--seed", o->seed, "Seed of --rate arrivals");
   cmd->add_flag("--measure-environment", o->measure_environment,
@@ -342,6 +348,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
     spec.target.send_ignore_eos = !o->no_ignore_eos;
     spec.target.continuous_usage_stats = o->continuous_usage;
     spec.target.http2 = o->http2;
+    spec.target.io_cpu = o->io_cpu;
+    spec.target.kernel_rx_timestamps = !o->user_space_stamps;
     spec.target.request_timeout_s = o->timeout;
     if (o->rate > 0) spec.load.rate_per_s = o->rate;
     if (o->concurrency > 0) spec.load.concurrency = o->concurrency;

@@ -57,6 +57,9 @@ void add_serve_mock_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--slow-header-ms", s.slow_header_ms, "Header delay")->capture_default_str();
   cmd->add_option("--seed", s.seed, "Seed of jitter and fault draws")->capture_default_str();
   cmd->add_option("--model", s.model, "Model name it reports")->capture_default_str();
+  cmd->add_option("--cpu", s.cpu, "Pin the serving thread to this CPU");
+  cmd->add_option("--tcp-congestion", s.tcp_congestion,
+                  "TCP congestion control of its sockets, e.g. cubic (BBR paces sends)");
   cmd->add_option("--record", o->record,
                   "At exit, write every request's send times (the truth) to this JSON file");
   cmd->add_option("--duration", o->duration,

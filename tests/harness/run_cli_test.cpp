@@ -106,9 +106,9 @@ TEST_CASE("prism run against the mock prints a summary and writes the result fil
   const fs::path dir = temp_dir("run");
   const std::string workload = write_workload(dir, prism::test::open_loop_workload(5, 0.002, 3));
   const std::string out = (dir / "result.json").string();
-  const auto r =
-      run_process({PRISM_CLI_PATH, "run", "--target", "openai:" + server.url(), "--model",
-                   "prism-mock", "--workload", workload, "--slo", "ttft=5s", "-o", out});
+  const auto r = run_process({PRISM_CLI_PATH, "run", "--target", "openai:" + server.url(),
+                              "--model", "prism-mock", "--workload", workload, "--slo", "ttft=5s",
+                              "-o", out, "--io-cpu", "0"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   REQUIRE_THAT(r.out, Catch::Contains("TTFT") && Catch::Contains("Goodput") &&
@@ -148,8 +148,9 @@ TEST_CASE("prism run names a missing workload file and exits 1") {
 TEST_CASE("prism serve-mock prints where it listens and records the truth at exit") {
   const fs::path dir = temp_dir("serve");
   const std::string record = (dir / "truth.json").string();
-  const auto r = run_process({PRISM_CLI_PATH, "serve-mock", "--port", "0", "--duration", "0.2",
-                              "--record", record, "--ttft", "5"});
+  const auto r =
+      run_process({PRISM_CLI_PATH, "serve-mock", "--port", "0", "--duration", "0.2", "--record",
+                   record, "--ttft", "5", "--cpu", "0", "--tcp-congestion", "cubic"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   REQUIRE_THAT(r.out, Catch::Contains("listening on http://127.0.0.1:"));
@@ -162,4 +163,28 @@ TEST_CASE("prism serve-mock prints where it listens and records the truth at exi
 TEST_CASE("prism serve-mock refuses a rate outside [0, 1]") {
   const auto r = run_process({PRISM_CLI_PATH, "serve-mock", "--cut-rate", "2"});
   REQUIRE(r.exit_code == 2);
+}
+
+TEST_CASE("prism serve-mock names a TCP congestion control the system lacks and exits 1") {
+  const auto r = run_process({PRISM_CLI_PATH, "serve-mock", "--port", "0", "--duration", "0.2",
+                              "--tcp-congestion", "no-such-cc"});
+  REQUIRE(r.exit_code == 1);
+  REQUIRE_THAT(r.err, Catch::Contains("no-such-cc"));
+}
+
+TEST_CASE("prism run with user-space stamps measures the same run") {
+  prism::harness::MockServerOptions mock;
+  mock.ttft_ms = 2;
+  mock.itl_ms = 1;
+  prism::harness::MockServer server(mock);
+  server.start();
+  const fs::path dir = temp_dir("stamps");
+  const std::string workload = write_workload(dir, prism::test::open_loop_workload(3, 0.0, 2));
+  const auto r =
+      run_process({PRISM_CLI_PATH, "run", "--target", "openai:" + server.url(), "--model",
+                   "prism-mock", "--workload", workload, "--user-space-stamps"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, Catch::Contains("3 ok, 0 failed"));
+  fs::remove_all(dir);
 }
