@@ -322,7 +322,7 @@ void BM_EngineThroughput_AgentActiveVsNone(benchmark::State& state) {
 BENCHMARK(BM_EngineThroughput_AgentActiveVsNone)->Arg(20)->Iterations(1)->Unit(benchmark::kSecond);
 
 // The same question inside one engine process, where run-to-run noise is far smaller: the
-// agent is loaded dormant, and blocks of 4 rounds alternate dormant and active (ABBA), switched
+// agent is loaded dormant, and 320 blocks of 4 rounds alternate dormant and active (ABBA), switched
 // through the agent's control socket between blocks (engine_stage_program --ab-blocks). The
 // dormant agent's own cost over no agent at all is BM_NvtxPushPop's dormant-vs-none figure
 // times ranges_per_step, against a step time of 1 / (dormant_tokens_per_s / batch).
@@ -348,7 +348,7 @@ void BM_EngineThroughput_InProcessAB(benchmark::State& state) {
   state.SkipWithError("built without the engine stage program (PRISM_BUILD_TESTS=OFF)");
 #endif
 }
-BENCHMARK(BM_EngineThroughput_InProcessAB)->Arg(80)->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK(BM_EngineThroughput_InProcessAB)->Arg(320)->Iterations(1)->Unit(benchmark::kSecond);
 
 }  // namespace
 
