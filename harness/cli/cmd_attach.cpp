@@ -162,6 +162,9 @@ void add_attach_command(CLI::App& app, int& exit_code) {
         if (command && command->close() != 0)
           std::cerr << "prism attach: --alert-command exited with an error\n";
       }
+      if (result.live_errors > 0)
+        std::cerr << "prism attach: live analysis failed on " << result.live_errors
+                  << " snapshot(s), the capture went on: " << result.live_error << "\n";
       exit_code = result.partial ? kExitFailure : kExitOk;
       if (result.partial)
         std::cerr << "prism attach: the target exited mid-capture; the trace written is partial\n";

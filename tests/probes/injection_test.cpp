@@ -593,3 +593,35 @@ TEST_CASE("A target that exits during prism attach leaves a partial trace, writt
   struct stat st;
   CHECK(stat((options.output_dir + "/iterations.csv").c_str(), &st) == 0);
 }
+
+TEST_CASE("A live consumer that throws is counted and the attach capture goes on",
+          "[probes][injection][control]") {
+  TempDir dir;
+  const std::string sock_dir = dir.path + "/sock";
+  const std::string ready = dir.path + "/ready";
+  Child child({kProgram, "--loop-ms", "20000", "--ready", ready},
+              {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_DIR=" + sock_dir});
+  REQUIRE(wait_for_file(ready, 10000));
+  setenv("PRISM_PROBE_DIR", sock_dir.c_str(), 1);
+  AttachOptions options;
+  options.pid = child.pid;
+  options.duration_ms = 600;
+  options.interval_ms = 100;
+  options.gpu = false;
+  options.output_dir = dir.path + "/out";
+  int calls = 0;
+  options.on_snapshot = [&calls](const Breakdown&, double) {
+    ++calls;
+    throw std::runtime_error("consumer failed");
+  };
+  const AttachResult result = attach_and_capture(options);
+  unsetenv("PRISM_PROBE_DIR");
+  CHECK(calls >= 2);  // called again after the first one threw
+  CHECK(result.live_errors == static_cast<uint64_t>(calls));
+  CHECK(result.live_error == "consumer failed");
+  CHECK_FALSE(result.partial);
+  CHECK(result.breakdown.complete);
+  CHECK(result.breakdown.iterations.size() > 0);
+  struct stat st;
+  CHECK(stat((options.output_dir + "/trace.json").c_str(), &st) == 0);
+}

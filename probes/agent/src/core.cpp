@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -612,11 +611,6 @@ void stop_capture_locked(const char* why) {
 }
 
 void* collector_main(void*) {
-  // The collector is the agent's only periodic work: at the lowest priority it runs on time
-  // that the process's own threads leave idle instead of preempting them (a preempted worker
-  // of a thread pool stalls every worker at the next barrier). When the CPU is saturated it
-  // still gets a share; buffers that fill meanwhile are counted as drops, never waited on.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19);
   // Calibrate the TSC against CLOCK_MONOTONIC off the host thread.
   uint64_t t1 = 0;
   uint64_t n1 = 0;

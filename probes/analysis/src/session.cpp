@@ -202,9 +202,16 @@ AttachResult attach_and_capture(const AttachOptions& options) {
         if (options.on_stats) options.on_stats(stats, (now - capture_start) / 1000.0);
         // Keep the latest snapshot so a target that dies mid-capture still leaves a trace.
         last_snapshot = client.snapshot();
-        if (options.on_snapshot)
-          options.on_snapshot(analyze(read_raw_trace(last_snapshot, "live snapshot"), rules),
-                              (now - capture_start) / 1000.0);
+        if (options.on_snapshot) {
+          // A live consumer that fails (a snapshot it cannot read, a callback that throws) must
+          // not cost the capture: it is counted and said once, and the capture goes on.
+          try {
+            options.on_snapshot(analyze(read_raw_trace(last_snapshot, "live snapshot"), rules),
+                                (now - capture_start) / 1000.0);
+          } catch (const std::exception& e) {
+            if (result.live_errors++ == 0) result.live_error = e.what();
+          }
+        }
         next_report = now + static_cast<double>(options.interval_ms);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(result.first_data_ms < 0 ? 2 : 20));

@@ -59,6 +59,8 @@ struct AttachResult {
   Breakdown breakdown;
   bool partial = false;       // the target went away mid-capture
   double first_data_ms = -1;  // from connecting to the first event seen in live stats
+  uint64_t live_errors = 0;   // on_snapshot calls that threw (the capture went on)
+  std::string live_error;     // the first one's message
 };
 
 // Throws control::ProbeError when no agent answers (the message says how to start one).
