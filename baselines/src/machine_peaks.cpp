@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "prism/kernels/large_buffer.h"
+
 namespace prism::baselines {
 namespace {
 
@@ -27,8 +29,14 @@ BandwidthMeasurement measure_memory_bandwidth(std::size_t array_bytes, int threa
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   repetitions = std::max(repetitions, 1);
   const std::size_t n = std::max<std::size_t>(array_bytes / sizeof(double), threads);
-  // Uninitialised storage: each thread first-touches its own slice below.
-  std::unique_ptr<double[]> a(new double[n]), b(new double[n]), c(new double[n]);
+  // Uninitialised storage on huge pages, as the KV cache has (kernels' LargeBuffer), so that a
+  // kernel's % of this bandwidth compares like with like; each thread first-touches its own slice
+  // below.
+  kernels::LargeBuffer a_buffer(n * sizeof(double), false), b_buffer(n * sizeof(double), false),
+      c_buffer(n * sizeof(double), false);
+  double* const a = a_buffer.as<double>();
+  double* const b = b_buffer.as<double>();
+  double* const c = c_buffer.as<double>();
   const double scalar = 3.0;
 
   std::vector<double> seconds(static_cast<std::size_t>(repetitions));
@@ -47,9 +55,9 @@ BandwidthMeasurement measure_memory_bandwidth(std::size_t array_bytes, int threa
     for (int rep = -1; rep < repetitions; ++rep) {
       sync.arrive_and_wait();
       if (t == 0 && rep >= 0) starts[static_cast<std::size_t>(rep)] = Clock::now();
-      double* __restrict pa = a.get();
-      const double* __restrict pb = b.get();
-      const double* __restrict pc = c.get();
+      double* __restrict pa = a;
+      const double* __restrict pb = b;
+      const double* __restrict pc = c;
       for (std::size_t i = begin; i < end; ++i) pa[i] = pb[i] + scalar * pc[i];
       sync.arrive_and_wait();
       if (t == 0 && rep >= 0) {

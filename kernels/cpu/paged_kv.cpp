@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "validate.h"
 
@@ -23,21 +24,32 @@ void validate_layout(const PagedKvLayout& l, const char* fn) {
 
 }  // namespace
 
-KvArray::KvArray(std::size_t floats) : size_(floats) {
-  if (floats == 0) return;
+LargeBuffer::LargeBuffer(std::size_t bytes, bool zero) : bytes_(bytes) {
+  if (bytes == 0) return;
   constexpr std::size_t kHuge = std::size_t{2} << 20;
-  const std::size_t bytes = floats * sizeof(float);
   const std::size_t align = bytes >= kHuge ? kHuge : 64;
   const std::size_t rounded = (bytes + align - 1) / align * align;  // aligned_alloc's rule
   void* p = std::aligned_alloc(align, rounded);
   if (p == nullptr) throw std::bad_alloc();
-  // Before the first touch, so that the zeroing below faults in huge pages.
-  if (align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);
-  std::memset(p, 0, bytes);
-  data_.reset(static_cast<float*>(p));
+  // Before the first touch, so that the first writes fault in huge pages.
+  huge_ = align == kHuge && madvise(p, rounded, MADV_HUGEPAGE) == 0;
+  if (zero) std::memset(p, 0, bytes);
+  data_.reset(p);
 }
 
-void KvArray::Free::operator()(float* p) const {
+LargeBuffer::LargeBuffer(LargeBuffer&& other) noexcept
+    : data_(std::move(other.data_)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      huge_(std::exchange(other.huge_, false)) {}
+
+LargeBuffer& LargeBuffer::operator=(LargeBuffer&& other) noexcept {
+  data_ = std::move(other.data_);
+  bytes_ = std::exchange(other.bytes_, 0);
+  huge_ = std::exchange(other.huge_, false);
+  return *this;
+}
+
+void LargeBuffer::Free::operator()(void* p) const {
   std::free(p);
 }
 

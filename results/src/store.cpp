@@ -36,6 +36,12 @@ class Statement {
     check(sqlite3_bind_double(stmt_, i, v));
     return *this;
   }
+  // A figure that may be missing (NaN: an interval the sample cannot support) is stored as
+  // NULL, explicitly, which is what reading it back (nan_if_null) expects.
+  Statement& bind_number(int i, double v) {
+    if (std::isnan(v)) return bind_null(i);
+    return bind(i, v);
+  }
   Statement& bind(int i, const std::string& v) {
     check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
     return *this;
@@ -308,7 +314,8 @@ void backfill_sorted_samples(sqlite3* db, const std::string& path) {
       const auto& values = samples_of(samples, *spec.quantity);
       if (values.empty()) continue;
       const Estimate e = quantile_with_order_statistic_ci(values, spec.quantile, confidence);
-      update.bind(1, e.value).bind(2, e.ci_low).bind(3, e.ci_high).bind(4, key).bind(5, name);
+      update.bind_number(1, e.value).bind_number(2, e.ci_low).bind_number(3, e.ci_high);
+      update.bind(4, key).bind(5, name);
       update.run();
     }
   }
@@ -659,16 +666,7 @@ void Store::put_run(const Run& run) {
                      "VALUES (?,?,?,?,?,?,?,?)");
     for (const auto& [spec, e] : metrics) {
       metric.bind(1, key).bind(2, spec.name);
-      auto bind_number = [&](int i, double v) {
-        if (std::isnan(v)) {
-          metric.bind_null(i);
-        } else {
-          metric.bind(i, v);
-        }
-      };
-      bind_number(3, e.value);
-      bind_number(4, e.ci_low);
-      bind_number(5, e.ci_high);
+      metric.bind_number(3, e.value).bind_number(4, e.ci_low).bind_number(5, e.ci_high);
       metric.bind(6, e.confidence).bind(7, static_cast<long long>(e.n)).bind(8, unit_of(spec));
       metric.run();
     }

@@ -251,6 +251,36 @@ TEST_CASE("The paged cache's arrays start zeroed, 64-byte aligned, 2 MiB aligned
   CHECK(empty.layout().total_floats() == 0);
 }
 
+TEST_CASE("A large buffer is aligned as promised, and a moved-from one is empty") {
+  LargeBuffer none;
+  CHECK(none.data() == nullptr);
+  CHECK(none.bytes() == 0);
+  LargeBuffer small(100);
+  CHECK(reinterpret_cast<std::uintptr_t>(small.data()) % 64 == 0);
+  CHECK_FALSE(small.huge_pages_requested());
+  for (std::size_t i = 0; i < small.bytes(); ++i) REQUIRE(small.as<unsigned char>()[i] == 0);
+  LargeBuffer big((std::size_t{2} << 20) + 8, /*zero=*/false);
+  CHECK(reinterpret_cast<std::uintptr_t>(big.data()) % (std::uintptr_t{2} << 20) == 0);
+  big.as<double>()[0] = 1.5;  // writable end to end, though not zeroed
+  big.as<unsigned char>()[big.bytes() - 1] = 7;
+  void* const p = big.data();
+  LargeBuffer moved(std::move(big));
+  CHECK(moved.data() == p);
+  CHECK(moved.bytes() == (std::size_t{2} << 20) + 8);
+  CHECK(moved.as<double>()[0] == 1.5);
+  CHECK(big.data() == nullptr);  // NOLINT(bugprone-use-after-move): the moved-from state is the point
+  CHECK(big.bytes() == 0);
+  LargeBuffer assigned;
+  assigned = std::move(moved);
+  CHECK(assigned.data() == p);
+  CHECK(moved.bytes() == 0);  // NOLINT(bugprone-use-after-move)
+  KvArray kv(1000);
+  KvArray kv_moved(std::move(kv));
+  CHECK(kv_moved.size() == 1000);
+  CHECK(kv.size() == 0);  // NOLINT(bugprone-use-after-move): KvArray's size follows its storage
+  CHECK(kv.data() == nullptr);
+}
+
 TEST_CASE("Decode of an empty sequence writes zeros") {
   RandomPagedBatch pb({0}, 2, 1, 64, 16, 61);
   std::vector<float> out(pb.q.size(), 3.0f);

@@ -15,6 +15,8 @@
 #include <span>
 #include <vector>
 
+#include "prism/kernels/large_buffer.h"
+
 namespace prism::kernels {
 
 struct PagedKvLayout {
@@ -49,26 +51,19 @@ struct ConstPagedKvCache {
   ConstPagedKvCache(const PagedKvCache& c) : layout(c.layout), k(c.k), v(c.v) {}  // NOLINT
 };
 
-// A zero-initialised float array for a KV cache: 64-byte aligned, and from
-// 2 MiB up 2 MiB aligned with transparent huge pages requested (Linux
-// madvise; ignored where unsupported). Decode touches every page of a long
-// cache once per step, so with 4 KB pages it pays a TLB miss (a two-level
-// page walk under a hypervisor) every 4 KB; measured 2-21% on decode at 16K
-// (kernels/README.md). Move-only.
+// A zero-initialised float array for a KV cache, on a LargeBuffer (huge pages
+// from 2 MiB up: decode at 16K measured 2-21% faster, kernels/README.md).
+// Move-only; a moved-from array is empty.
 class KvArray {
  public:
   KvArray() = default;
-  explicit KvArray(std::size_t floats);
-  float* data() { return data_.get(); }
-  const float* data() const { return data_.get(); }
-  std::size_t size() const { return size_; }
+  explicit KvArray(std::size_t floats) : buffer_(floats * sizeof(float)) {}
+  float* data() { return buffer_.as<float>(); }
+  const float* data() const { return buffer_.as<float>(); }
+  std::size_t size() const { return buffer_.bytes() / sizeof(float); }
 
  private:
-  struct Free {
-    void operator()(float* p) const;
-  };
-  std::unique_ptr<float[], Free> data_;
-  std::size_t size_ = 0;
+  LargeBuffer buffer_;
 };
 
 // Owns the two arrays of an fp32 paged cache (zero-initialised). Move-only.
