@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include <fmt/core.h>
@@ -189,7 +190,17 @@ Distribution summarize(std::span<const double> values, const MetricsOptions& opt
     d.mean.ci_high = d.mean.value + half;
   }
   for (double p : options.percentiles) {
-    d.percentiles.push_back({p, results::quantile_with_ci(sorted, p / 100.0, options.bootstrap)});
+    Estimate e = results::quantile_with_ci(sorted, p / 100.0, options.bootstrap);
+    // Where the order statistics cannot reach the confidence at all (p99 below 368 samples at
+    // 95 %), the bootstrap's percentile interval still gives two numbers, but they cover far
+    // less than claimed: no interval then, as the store and reports do.
+    if (!sorted.empty()) {
+      const auto ranks =
+          results::quantile_ci_ranks(sorted.size(), p / 100.0, options.bootstrap.confidence);
+      if (ranks.lower_clamped || ranks.upper_clamped)
+        e.ci_low = e.ci_high = std::numeric_limits<double>::quiet_NaN();
+    }
+    d.percentiles.push_back({p, e});
   }
   return d;
 }

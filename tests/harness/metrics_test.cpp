@@ -157,6 +157,22 @@ TEST_CASE("Bootstrap CI of the median matches the order-statistic interval and i
   REQUIRE(again.at(50).ci_high == median.ci_high);
 }
 
+TEST_CASE("No percentile interval where the sample cannot support one, as in the store") {
+  std::vector<double> v;
+  for (int i = 1; i <= 38; ++i) v.push_back(i);
+  const auto small = prism::harness::summarize(v, fast_options());
+  CHECK(small.at(50).has_ci());
+  CHECK(small.at(99).value == Approx(37.63));  // type 7 still reported
+  CHECK_FALSE(small.at(99).has_ci());          // 38 samples cannot bound p99 at 95 %
+  CHECK_FALSE(small.at(99.9).has_ci());
+  for (int i = 39; i <= 400; ++i) v.push_back(i);
+  const auto large = prism::harness::summarize(v, fast_options());
+  CHECK(large.at(99).has_ci());  // 400 >= 368: supported
+  CHECK_FALSE(large.at(99.9).has_ci());
+  const auto none = prism::harness::summarize(std::vector<double>{}, fast_options());
+  CHECK(none.count == 0);
+}
+
 TEST_CASE("Bootstrap CI of the mean has the width the normal theory predicts") {
   std::mt19937_64 rng(7);
   std::normal_distribution<double> normal(10.0, 2.0);
