@@ -2,11 +2,11 @@
 # Builds the probes' libFuzzer targets with clang (no CMake, a few seconds) and
 # runs each for a short time from its corpus. gcc has no libFuzzer; CTest
 # replays the same corpus through the gcc-built replay driver instead.
-#   tests/probes/fuzz/run_fuzzers.sh [SECONDS_PER_TARGET=20] [BUILD_DIR=build/fuzz]
+#   tests/probes/fuzz/run_fuzzers.sh [SECONDS_PER_TARGET=20] [BUILD_DIR=build/libfuzzer]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 seconds="${1:-20}"
-out="${2:-$root/build/fuzz}"
+out="${2:-$root/build/libfuzzer}"
 cxx="${CXX_FUZZ:-clang++}"
 command -v "$cxx" >/dev/null || { echo "run_fuzzers: $cxx not found (scripts/setup installs clang)"; exit 1; }
 mkdir -p "$out"
@@ -26,5 +26,6 @@ for target in protocol trace_import; do
   cp -n "$root/tests/probes/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true
   echo "run_fuzzers: $target for ${seconds}s"
   "$out/fuzz_$target" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$out/$target-" \
     2>&1 | tail -n 12
 done
