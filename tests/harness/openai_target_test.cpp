@@ -330,8 +330,17 @@ TEST_CASE("Every fault class at once: each is recorded as its class and the run 
     INFO("class " << prism::results::to_string(c));
     REQUIRE(classes[c] > 0);
   }
+  // The mock files a request's record when its connection ends; a stream the harness timed out
+  // or abandoned ends when the mock next reads that socket, which on a loaded machine can be
+  // after run() returned. Wait for all 60 (bounded) rather than count a partial list.
+  auto records = server.records();
+  for (int waited_ms = 0; records.size() < 60 && waited_ms < 10000; waited_ms += 10) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    records = server.records();
+  }
+  REQUIRE(records.size() == 60);
   int faults_by_mock = 0;
-  for (const auto& r : server.records()) {
+  for (const auto& r : records) {
     if (r.fault != prism::harness::MockFault::kNone &&
         r.fault != prism::harness::MockFault::kSlowHeaders)
       ++faults_by_mock;
