@@ -12,10 +12,16 @@
 //       shows whether launching a long request disturbs everyone else's stamps.
 //   BM_IdleStreamMemory/streams        heap and RSS per open, idle stream
 //       (request sent, no token yet) with the mock in a separate process.
+//   BM_StampSyscall/kind  what stamping costs per event on a loopback socket
+//       with one 200-byte chunk waiting: the MSG_PEEK alone, the TCP_INFO
+//       getsockopt, the SIOCINQ ioctl, and ReceiveStamper's peek + one check.
 // Counters are in microseconds (…_us), chunks per second and bytes.
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
+#include <arpa/inet.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -36,6 +42,7 @@
 #include "prism/harness/load_generator.h"
 #include "prism/harness/mock_server.h"
 #include "prism/harness/openai_target.h"
+#include "prism/harness/receive_stamp.h"
 #include "prism/results/statistics.h"
 
 namespace {
@@ -203,9 +210,12 @@ void BM_TimingAccuracy(benchmark::State& state) {
   const double itl_ms = static_cast<double>(state.range(1)) / 1000.0;
   const std::uint32_t tokens = static_cast<std::uint32_t>(state.range(2));
   const bool kernel_stamps = state.range(3) != 0;
-  // The mock's sockets send at once (see MockServerOptions::tcp_congestion);
-  // arg 4 = 0 keeps the system's congestion control (BBR here: paced sends).
-  const std::string congestion = state.range(4) != 0 ? "cubic" : "";
+  // The mock's sockets send at once (see MockServerOptions::tcp_congestion):
+  // cubic, or reno where an unprivileged process may not set cubic; arg 4 = 0
+  // keeps the system's congestion control (BBR here: paced sends).
+  const std::string congestion =
+      state.range(4) != 0 ? prism::harness::unpaced_tcp_congestion() : "";
+  state.SetLabel(congestion.empty() ? "system congestion control" : congestion);
   const auto [mock_cpu, io_cpu] = split_cpus();
   cpu_set_t original;
   sched_getaffinity(0, sizeof original, &original);
@@ -498,7 +508,66 @@ void BM_IdleStreamMemory(benchmark::State& state) {
   }
 }
 
+// 0: MSG_PEEK with SO_TIMESTAMPNS (the stamp before this change), 1: TCP_INFO
+// getsockopt, 2: SIOCINQ ioctl, 3: ReceiveStamper::peek + covers (cheap path).
+void BM_StampSyscall(benchmark::State& state) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::listen(listener, 1);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int sender = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::connect(sender, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    state.SkipWithError("no loopback connection");
+    return;
+  }
+  const int receiver = ::accept(listener, nullptr, nullptr);
+  prism::harness::ReceiveStamper::enable(receiver);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // stamps turn on system-wide
+  const std::string chunk(200, 'x');
+  [[maybe_unused]] const auto sent = ::send(sender, chunk.data(), chunk.size(), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  prism::harness::ReceiveStamper stamper;
+  std::vector<char> buffer(65536);
+  std::uint64_t value = 0;
+  bool ok = true;
+  for (auto _ : state) {
+    switch (state.range(0)) {
+      case 0: {
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+        iovec iov{buffer.data(), buffer.size()};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ok = ::recvmsg(receiver, &msg, MSG_PEEK | MSG_DONTWAIT) == 200 && ok;
+        break;
+      }
+      case 1:
+        ok = prism::harness::tcp_bytes_received(receiver, value) && ok;
+        break;
+      case 2:
+        ok = prism::harness::tcp_bytes_waiting(receiver, value) && ok;
+        break;
+      default:
+        ok = stamper.peek(receiver).realtime_ns > 0 && stamper.covers(receiver) && ok;
+        break;
+    }
+    benchmark::DoNotOptimize(value);
+  }
+  if (!ok) state.SkipWithError("a call failed");
+  ::close(sender);
+  ::close(receiver);
+  ::close(listener);
+}
+
 }  // namespace
+
+BENCHMARK(BM_StampSyscall)->DenseRange(0, 3)->Unit(benchmark::kNanosecond);
 
 // {streams, itl in microseconds, tokens per stream, kernel receive stamps, mock sends unpaced}
 BENCHMARK(BM_TimingAccuracy)

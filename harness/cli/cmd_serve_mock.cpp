@@ -59,7 +59,8 @@ void add_serve_mock_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--model", s.model, "Model name it reports")->capture_default_str();
   cmd->add_option("--cpu", s.cpu, "Pin the serving thread to this CPU");
   cmd->add_option("--tcp-congestion", s.tcp_congestion,
-                  "TCP congestion control of its sockets, e.g. cubic (BBR paces sends)");
+                  "TCP congestion control of its sockets, e.g. reno or cubic (BBR paces sends; "
+                  "without root only net.ipv4.tcp_allowed_congestion_control)");
   cmd->add_option("--record", o->record,
                   "At exit, write every request's send times (the truth) to this JSON file");
   cmd->add_option("--duration", o->duration,

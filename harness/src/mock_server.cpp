@@ -216,8 +216,16 @@ struct MockServer::Impl {
     if (!options.tcp_congestion.empty() &&
         setsockopt(listen_fd, IPPROTO_TCP, TCP_CONGESTION, options.tcp_congestion.data(),
                    static_cast<socklen_t>(options.tcp_congestion.size())) != 0) {
-      throw std::runtime_error(fmt::format("mock server: TCP congestion control '{}': {}",
-                                           options.tcp_congestion, std::strerror(errno)));
+      const int error = errno;
+      std::string hint;
+      if (error == EPERM) {
+        hint = fmt::format(
+            " (without CAP_NET_ADMIN only those in "
+            "/proc/sys/net/ipv4/tcp_allowed_congestion_control may be set; {} is)",
+            unpaced_tcp_congestion().empty() ? "none" : unpaced_tcp_congestion());
+      }
+      throw std::runtime_error(fmt::format("mock server: TCP congestion control '{}': {}{}",
+                                           options.tcp_congestion, std::strerror(error), hint));
     }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -844,6 +852,18 @@ MockServer::Stats MockServer::stats() const {
   s.open_connections = impl_->open_connections.load();
   s.active_streams = impl_->active_streams.load();
   return s;
+}
+
+std::string unpaced_tcp_congestion() {
+  for (const char* name : {"cubic", "reno"}) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return "";
+    const bool ok = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name,
+                               static_cast<socklen_t>(std::strlen(name))) == 0;
+    ::close(fd);
+    if (ok) return name;
+  }
+  return "";
 }
 
 }  // namespace prism::harness

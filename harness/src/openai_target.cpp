@@ -22,6 +22,7 @@
 #include <fmt/core.h>
 
 #include "prism/harness/clock.h"
+#include "prism/harness/receive_stamp.h"
 #include "prism/harness/sse_parser.h"
 
 namespace prism::harness {
@@ -146,7 +147,7 @@ struct OpenAiTarget::Impl {
   std::int64_t stamped_ns = 0;
   bool stamped_by_kernel = false;
   std::int64_t peek_ns = 0;
-  char peek_buffer[65536];  // MSG_PEEK target: the kernel stamps the last segment it reaches
+  ReceiveStamper stamper;  // the peek, and which bytes read after it its stamp covers
   std::int64_t realtime_minus_monotonic_ns = 0;  // kernel stamps are CLOCK_REALTIME
   std::atomic<std::uint64_t> kernel_stamps{0};
   std::atomic<std::uint64_t> epoll_stamps{0};
@@ -317,10 +318,14 @@ struct OpenAiTarget::Impl {
     Transfer* t = nullptr;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, &t);
     // The socket this transfer reads (HTTP/1: its own; HTTP/2: the shared one).
-    if (t != nullptr && what != CURL_POLL_REMOVE) t->fd = s;
+    if (t != nullptr) t->fd = what != CURL_POLL_REMOVE ? s : (t->fd == s ? -1 : t->fd);
     epoll_event ev{};
     ev.data.fd = s;
     if (what == CURL_POLL_REMOVE) {
+      // Curl closes it next, and its number may come back as another socket
+      // in the same call: neither it nor its stamp may be used again.
+      if (s == self->stamped_fd) self->stamped_fd = -1;
+      self->stamper.forget(s);
       if (socketp != nullptr) {
         epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, s, nullptr);
         curl_multi_assign(self->multi, s, nullptr);
@@ -351,73 +356,67 @@ struct OpenAiTarget::Impl {
   }
 
   static int on_sockopt(void*, curl_socket_t fd, curlsocktype purpose) {
-    if (purpose == CURLSOCKTYPE_IPCXN) {
-      const int one = 1;
-      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);  // best effort
-    }
+    if (purpose == CURLSOCKTYPE_IPCXN) ReceiveStamper::enable(fd);  // best effort
     return CURL_SOCKOPT_OK;
   }
 
-  // When the newest bytes waiting on `fd` reached the TCP stack, on the
-  // monotonic clock; -1 when the kernel gives no stamp. The peek walks every
-  // waiting segment and the kernel reports the last one's stamp, so no byte
-  // curl reads next is stamped before it arrived (when several chunks of one
-  // stream wait, the older ones are stamped late, never early). A stamp is
-  // never later than epoll's return, and a wild one (the two clocks stepped
+  // Peeks `fd` and sets the stamp of the bytes waiting there: when they
+  // reached the TCP stack, on the monotonic clock. The peek walks every
+  // waiting segment and the kernel reports the last one's stamp, so when
+  // several chunks of one stream wait, the older ones are stamped late, never
+  // early; bytes that come after the peek are not covered by it (arrival_of).
+  // Without a kernel stamp (none given, or nothing waited): the time just
+  // after the peek, which no covered byte can follow. Not epoll's return: the
+  // socket's bytes may have come while this batch was being served. A kernel
+  // stamp is never later than that, and a wild one (the two clocks stepped
   // apart) is not used.
-  std::int64_t kernel_arrival(int fd, std::int64_t now) {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
-    iovec iov{peek_buffer, sizeof peek_buffer};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    if (::recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT) > 0) {
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_TIMESTAMPNS) continue;
-        timespec ts;
-        std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-        const std::int64_t stamp = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 +
-                                   ts.tv_nsec - realtime_minus_monotonic_ns;
-        // The two clocks are read a few ns apart: a stamp a hair after now is now.
-        if (stamp <= now + 1000 && stamp > now - std::int64_t{60'000'000'000}) {
-          return std::min(stamp, now);
-        }
-      }
+  void stamp_waiting_bytes(int fd) {
+    const auto peek = stamper.peek(fd);
+    peek_ns = monotonic_ns();
+    stamped_by_kernel = false;
+    stamped_ns = peek_ns;
+    if (peek.realtime_ns < 0) return;
+    const std::int64_t stamp = peek.realtime_ns - realtime_minus_monotonic_ns;
+    // The two clocks are read a few ns apart: a stamp a hair after now is now.
+    if (stamp <= peek_ns + 1000 && stamp > peek_ns - std::int64_t{60'000'000'000}) {
+      stamped_by_kernel = true;
+      stamped_ns = std::min(stamp, peek_ns);
     }
-    return -1;
   }
 
-  // The arrival stamp of the bytes curl hands over for transfer t now. Bytes
-  // read while curl serves their own socket's epoll event, right after the
-  // peek, carry the stamp taken there (kernel, else epoll's return); one read
-  // can give several callbacks (one per HTTP chunk, headers first). Anything
-  // else is stamped now, which can be late but never early by more than the
-  // validity window: curl may go on, in the same call, to serve timers of
-  // other transfers for milliseconds and read this socket again there, bytes
-  // that did not exist at the peek. A callback for another transfer, or the
-  // window passing, ends the stamp.
+  // The arrival stamp of the bytes curl hands over for transfer t now. While
+  // curl serves its socket's epoll event, bytes it read that were waiting at
+  // the peek carry the stamp taken there (kernel, else the peek's time); one
+  // read can give several callbacks (one per HTTP chunk, headers first).
+  // Bytes that arrived after the peek (curl reads again in the same call, or
+  // serves timers of other transfers for milliseconds and reads this socket
+  // there) are stamped now, when curl hands them over: late, never early. The
+  // socket's byte counters tell which is which (ReceiveStamper::covers).
+  // User-space stamps (kernel_rx_timestamps off) keep the old rule: epoll's
+  // return, for bytes handed over within kStampWindowNs of the event.
   static constexpr std::int64_t kStampWindowNs = 50'000;
   std::int64_t arrival_of(const Transfer& t) {
-    const std::int64_t now = monotonic_ns();
-    if (t.fd >= 0 && t.fd == stamped_fd && now - peek_ns < kStampWindowNs) {
-      (stamped_by_kernel ? kernel_stamps : epoll_stamps).fetch_add(1, std::memory_order_relaxed);
-      return stamped_ns;
+    if (t.fd >= 0 && t.fd == stamped_fd) {
+      const bool covered = options.kernel_rx_timestamps
+                               ? stamper.covers(t.fd)
+                               : monotonic_ns() - peek_ns < kStampWindowNs;
+      if (covered) {
+        (stamped_by_kernel ? kernel_stamps : epoll_stamps)
+            .fetch_add(1, std::memory_order_relaxed);
+        return stamped_ns;
+      }
+      stamped_fd = -1;
     }
-    stamped_fd = -1;
     read_stamps.fetch_add(1, std::memory_order_relaxed);
-    return now;
+    return monotonic_ns();
   }
 
-  // Response headers: they end another transfer's stamp like any bytes do,
-  // and once the status is 200 the request body and prompt are no longer
-  // needed (no resend as text, no retry by curl): an open stream keeps only
-  // what it receives.
+  // Response headers: once the status is 200 the request body and prompt are
+  // no longer needed (no resend as text, no retry by curl): an open stream
+  // keeps only what it receives.
   static size_t on_header(char*, size_t size, size_t count, void* userp) {
     auto* t = static_cast<Transfer*>(userp);
     auto* self = static_cast<Impl*>(t->impl);
-    if (t->fd != self->stamped_fd) self->stamped_fd = -1;
     if (!t->released_request) {
       long status = 0;
       curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -777,10 +776,7 @@ struct OpenAiTarget::Impl {
                                timeout_due ? 0 : 200);
       batch_ns = monotonic_ns();
       if (options.kernel_rx_timestamps && n > 0) {
-        timespec real{};
-        clock_gettime(CLOCK_REALTIME, &real);
-        realtime_minus_monotonic_ns =
-            static_cast<std::int64_t>(real.tv_sec) * 1'000'000'000 + real.tv_nsec - batch_ns;
+        realtime_minus_monotonic_ns = prism::harness::realtime_minus_monotonic_ns();
       }
       if (timeout_due) {
         timeout_due = false;
@@ -803,15 +799,14 @@ struct OpenAiTarget::Impl {
           if (ev & EPOLLOUT) flags |= CURL_CSELECT_OUT;
           if (ev & EPOLLERR) flags |= CURL_CSELECT_ERR;
           stamped_fd = fd;
-          if (options.kernel_rx_timestamps && (ev & EPOLLIN)) {
-            // Without a kernel stamp (none given, or the bytes were already
-            // read): the time of the peek, which bytes curl reads now cannot
-            // precede. Not epoll's return: the socket's bytes may have come
-            // while this batch was being served.
-            peek_ns = monotonic_ns();
-            const std::int64_t kernel = kernel_arrival(fd, peek_ns);
-            stamped_by_kernel = kernel >= 0;
-            stamped_ns = stamped_by_kernel ? kernel : peek_ns;
+          if (options.kernel_rx_timestamps) {
+            // No EPOLLIN, no peek: whatever curl reads is stamped when handed over.
+            if (ev & EPOLLIN) {
+              stamp_waiting_bytes(fd);
+              if (options.between_peek_and_read) options.between_peek_and_read(fd);
+            } else {
+              stamped_fd = -1;
+            }
           } else {
             peek_ns = monotonic_ns();
             stamped_by_kernel = false;

@@ -2,11 +2,15 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <thread>
@@ -16,6 +20,7 @@
 #include "prism/harness/load_generator.h"
 #include "prism/harness/mock_server.h"
 #include "prism/harness/openai_target.h"
+#include "prism/harness/receive_stamp.h"
 #include "prism/results/run_file.h"
 
 using prism::harness::LoadOptions;
@@ -618,10 +623,374 @@ TEST_CASE("A mock with an unpaced congestion control streams like the default on
   MockServerOptions mock;
   mock.ttft_ms = 2;
   mock.itl_ms = 2;
-  mock.tcp_congestion = "cubic";  // Linux's default, always built in
+  // cubic needs root unless listed in net.ipv4.tcp_allowed_congestion_control; reno is allowed.
+  mock.tcp_congestion = prism::harness::unpaced_tcp_congestion();
+  if (mock.tcp_congestion.empty()) {
+    WARN("skipped: this process may set neither cubic nor reno as TCP congestion control");
+    return;
+  }
+  CHECK((mock.tcp_congestion == "cubic" || mock.tcp_congestion == "reno"));
   MockServer server(mock);
   server.start();
   const auto obs = run(target_for(server), 2, 4);
   REQUIRE(obs.size() == 2);
   for (const auto& o : obs) CHECK(o.completion_tokens == 4);
+}
+
+// ---- kernel receive stamps: which bytes a peek's stamp covers ---------------
+
+using prism::harness::PeekCover;
+using prism::harness::ReceiveStamper;
+
+TEST_CASE("A peek's stamp covers the bytes waiting at the peek and none that came after") {
+  SECTION("the peek saw the whole queue: coverage ends at what was received before it") {
+    // 1,000 bytes read before, 300 waiting at the peek (received 1,300).
+    const auto c = PeekCover::after_peek(1'300, 300, true, 0);
+    CHECK(c.limit == 1'300);
+    CHECK(c.covers_received(1'300));   // nothing arrived since: all reads covered
+    CHECK_FALSE(c.covers_received(1'301));
+    CHECK(c.covers_consumed(1'000));   // 200 more arrived, none read yet
+    CHECK(c.covers_consumed(1'300));   // exactly the 300 waiting were read
+    CHECK_FALSE(c.covers_consumed(1'301));  // one byte of the later segment was read
+  }
+  SECTION("bytes processed between the counter read and the peek are waiting, not covered") {
+    // Received 1,300 before the peek; 100 more were queued before the peek
+    // walked the queue, so it returned 400: its stamp is the newest of those,
+    // but the accounting only trusts what the counter saw (late, not early).
+    const auto c = PeekCover::after_peek(1'300, 400, true, 0);
+    CHECK(c.limit == 1'300);
+    CHECK_FALSE(c.covers_consumed(1'400));
+  }
+  SECTION("nothing was waiting: nothing read afterwards is covered") {
+    const auto c = PeekCover::after_peek(500, 0, true, 0);
+    CHECK(c.covers_received(500));
+    CHECK_FALSE(c.covers_consumed(501));
+  }
+  SECTION("the peek filled its buffer: coverage ends at what it returned") {
+    // 10,000 read before (a floor), 65,536 peeked of 100,000 waiting.
+    const auto c = PeekCover::after_peek(110'000, 65'536, false, 10'000);
+    CHECK(c.limit == 75'536);
+    CHECK(c.covers_consumed(75'536));
+    CHECK_FALSE(c.covers_consumed(75'537));
+    CHECK_FALSE(c.covers_received(110'000));  // the cheap test is not enough here
+  }
+}
+
+TEST_CASE("The realtime-to-monotonic offset converts a realtime reading to no earlier a time") {
+  for (int i = 0; i < 100; ++i) {
+    const std::int64_t offset = prism::harness::realtime_minus_monotonic_ns();
+    const std::int64_t before = prism::harness::monotonic_ns();
+    timespec real{};
+    clock_gettime(CLOCK_REALTIME, &real);
+    const std::int64_t after = prism::harness::monotonic_ns();
+    const std::int64_t converted =
+        static_cast<std::int64_t>(real.tv_sec) * 1'000'000'000 + real.tv_nsec - offset;
+    CHECK(converted >= before);
+    CHECK(converted <= after + 1'000'000);  // late at most by the bracket (1 ms: a preemption)
+  }
+}
+
+namespace {
+
+struct TcpPair {
+  int sender = -1;
+  int receiver = -1;
+  TcpPair() {
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(listener, 1);
+    socklen_t len = sizeof addr;
+    getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+    sender = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(::connect(sender, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    receiver = ::accept(listener, nullptr, nullptr);
+    ::close(listener);
+    REQUIRE(receiver >= 0);
+    const int one = 1;
+    setsockopt(sender, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ReceiveStamper::enable(receiver);
+    // The first socket to ask for stamps turns them on system-wide from a
+    // kernel work item: give it a moment before the first segment.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ~TcpPair() {
+    ::close(sender);
+    ::close(receiver);
+  }
+  // Sends n bytes and waits until the receiver has them all queued.
+  void send_and_wait(std::size_t n) {
+    std::uint64_t before = 0, after = 0;
+    REQUIRE(prism::harness::tcp_bytes_received(receiver, before));
+    const std::string bytes(n, 'x');
+    REQUIRE(::send(sender, bytes.data(), n, 0) == static_cast<ssize_t>(n));
+    for (int i = 0; i < 10'000 && after < before + n; ++i) {
+      prism::harness::tcp_bytes_received(receiver, after);
+      if (after < before + n) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    REQUIRE(after == before + n);
+  }
+  void read(std::size_t n) {
+    std::string buffer(n, '\0');
+    REQUIRE(::recv(receiver, buffer.data(), n, MSG_WAITALL) == static_cast<ssize_t>(n));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("On a real socket, reads past the peek's bytes are not covered by its stamp") {
+  TcpPair pair;
+  ReceiveStamper stamper;
+  pair.send_and_wait(300);
+  pair.read(300);  // an earlier chunk, already consumed: the stream offset is not zero
+
+  pair.send_and_wait(200);
+  auto peek = stamper.peek(pair.receiver);
+  CHECK(peek.peeked == 200);
+  CHECK(peek.realtime_ns > 0);  // Linux stamps TCP segments
+  CHECK(stamper.covers(pair.receiver));  // nothing arrived: the cheap test
+  CHECK(stamper.counters().cheap_checks == 1);
+
+  // A segment arrives between the peek and the read: the read of the peeked
+  // bytes alone is still covered (exact test), the next byte is not.
+  pair.send_and_wait(100);
+  CHECK_FALSE(stamper.covers(pair.receiver + 1000));  // another socket: never
+  pair.read(150);
+  CHECK(stamper.covers(pair.receiver));
+  pair.read(50);
+  CHECK(stamper.covers(pair.receiver));
+  CHECK(stamper.counters().exact_checks == 2);
+  pair.read(1);
+  CHECK_FALSE(stamper.covers(pair.receiver));
+  CHECK_FALSE(stamper.covers(pair.receiver));  // and it stays so until the next peek
+  CHECK(stamper.counters().uncovered == 1);
+  pair.read(99);
+
+  // A peek that finds nothing covers nothing that comes later.
+  peek = stamper.peek(pair.receiver);
+  CHECK(peek.peeked == 0);
+  CHECK(peek.realtime_ns < 0);
+  pair.send_and_wait(10);
+  pair.read(10);
+  CHECK_FALSE(stamper.covers(pair.receiver));
+
+  // A socket forgotten (closing) is never covered again.
+  pair.send_and_wait(10);
+  stamper.peek(pair.receiver);
+  stamper.forget(pair.receiver);
+  pair.read(10);
+  CHECK_FALSE(stamper.covers(pair.receiver));
+}
+
+namespace {
+
+// Streams `requests` x `tokens` from the mock with `pause` run between each
+// peek and curl's read, and checks every chunk's stamp against the mock's
+// write of it: never before.
+OpenAiTarget::Stats stream_with_pause_after_peek(MockServerOptions mock, std::size_t requests,
+                                                 std::uint32_t tokens,
+                                                 std::function<void(int)> pause) {
+  MockServer server(mock);
+  server.start();
+  auto options = target_for(server);
+  options.between_peek_and_read = std::move(pause);
+  OpenAiTarget target(options);
+  const auto w = prism::test::open_loop_workload(requests, 0.0, tokens);
+  const auto result = prism::harness::run_load(w, target, LoadOptions{});
+  std::map<std::string, prism::harness::MockRecord> truth;
+  for (const auto& r : server.records()) truth[r.request_id] = r;
+  REQUIRE(result.observations.size() == requests);
+  std::size_t early = 0;
+  for (const auto& o : result.observations) {
+    REQUIRE(o.status == RequestStatus::kOk);
+    const auto& r = truth.at("prism-" + std::to_string(o.request_id));
+    REQUIRE(r.chunk_sent_ns.size() == o.token_times_s.size());
+    for (std::size_t i = 0; i < r.chunk_sent_ns.size(); ++i) {
+      const auto arrived = result.origin_ns + static_cast<std::int64_t>(o.token_times_s[i] * 1e9);
+      if (arrived < r.chunk_sent_ns[i] - 1000) ++early;  // token_times_s rounds to ~1 us
+    }
+  }
+  CHECK(early == 0);
+  return target.stats();
+}
+
+}  // namespace
+
+TEST_CASE("A chunk that arrives between the peek and curl's read is stamped late, never early") {
+  MockServerOptions mock;
+  mock.ttft_ms = 5;
+  SECTION("the next chunk arrives a chunk interval after the peek") {
+    // After each of the first 40 peeks the I/O thread waits until the socket
+    // receives more, so the stream's next chunk is queued just before curl
+    // reads: with the peek's stamp it would be early by 2 ms.
+    mock.itl_ms = 2;
+    int pauses = 0;  // on the I/O thread only
+    const auto stats = stream_with_pause_after_peek(mock, 2, 12, [&](int fd) {
+      if (++pauses > 40) return;
+      std::uint64_t before = 0, now = 0;
+      if (!prism::harness::tcp_bytes_received(fd, before)) return;
+      const auto give_up = prism::harness::monotonic_ns() + 10'000'000;
+      do {
+        prism::harness::tcp_bytes_received(fd, now);
+      } while (now == before && prism::harness::monotonic_ns() < give_up);
+    });
+    CHECK(stats.read_stamps > 0);    // the chunks that came after a peek
+    CHECK(stats.kernel_stamps > 0);  // and the ones that were waiting at it
+  }
+}
+
+namespace {
+
+// A two-connection SSE server driven step by step by the test, so a chunk can
+// be written at an exact point of the I/O thread's work.
+class ScriptedSseServer {
+ public:
+  ScriptedSseServer() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(listener_, 8);
+    socklen_t len = sizeof addr;
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~ScriptedSseServer() {
+    for (int fd : conns_) ::close(fd);
+    ::close(listener_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  // Accepts `n` requests and reads them; conns()[i] is request prism-<i>'s.
+  void accept_requests(std::size_t n) {
+    conns_.assign(n, -1);
+    for (std::size_t k = 0; k < n; ++k) {
+      const int fd = ::accept(listener_, nullptr, nullptr);
+      REQUIRE(fd >= 0);
+      std::string request;
+      char buffer[4096];
+      std::size_t body_at = std::string::npos, length = 0;
+      while (body_at == std::string::npos || request.size() < body_at + length) {
+        const ssize_t got = ::recv(fd, buffer, sizeof buffer, 0);
+        REQUIRE(got > 0);
+        request.append(buffer, static_cast<std::size_t>(got));
+        if (body_at == std::string::npos && request.find("\r\n\r\n") != std::string::npos) {
+          body_at = request.find("\r\n\r\n") + 4;
+          const auto cl = request.find("Content-Length: ");
+          length = cl < body_at ? std::stoul(request.substr(cl + 16)) : 0;
+        }
+      }
+      const auto id = request.find("X-Request-Id: prism-");
+      REQUIRE(id != std::string::npos);
+      const auto index = std::stoul(request.substr(id + 20));
+      REQUIRE(index < n);
+      conns_[index] = fd;
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      const std::string head =
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+      REQUIRE(::send(fd, head.data(), head.size(), 0) == static_cast<ssize_t>(head.size()));
+    }
+    sent_ns_.assign(n, {});
+  }
+  // Writes one token chunk to request i's stream and records when.
+  void send_chunk(std::size_t i) {
+    static const std::string chunk = "data: {\"choices\":[{\"text\":\"tok\"}]}\n\n";
+    sent_ns_[i].push_back(prism::harness::monotonic_ns());
+    REQUIRE(::send(conns_[i], chunk.data(), chunk.size(), 0) ==
+            static_cast<ssize_t>(chunk.size()));
+  }
+  void finish(std::size_t i) {
+    static const std::string done = "data: [DONE]\n\n";
+    ::send(conns_[i], done.data(), done.size(), 0);
+    ::shutdown(conns_[i], SHUT_WR);
+  }
+  // Which request a client socket (the harness's end) belongs to.
+  std::size_t request_of(int client_fd) const {
+    sockaddr_in mine{}, peer{};
+    socklen_t len = sizeof mine;
+    getsockname(client_fd, reinterpret_cast<sockaddr*>(&mine), &len);
+    for (std::size_t i = 0; i < conns_.size(); ++i) {
+      len = sizeof peer;
+      getpeername(conns_[i], reinterpret_cast<sockaddr*>(&peer), &len);
+      if (peer.sin_port == mine.sin_port) return i;
+    }
+    return conns_.size();
+  }
+  const std::vector<std::vector<std::int64_t>>& sent_ns() const { return sent_ns_; }
+
+ private:
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::vector<int> conns_;
+  std::vector<std::vector<std::int64_t>> sent_ns_;
+};
+
+}  // namespace
+
+TEST_CASE("A chunk written right after its socket's peek is stamped at read, not with the peek's stamp") {
+  // Stream B's chunk 1 waits 2 ms in its socket while the I/O thread is busy
+  // (in stream A's event). When B's socket is then peeked, its chunk 2 is
+  // written at once, before curl reads: it arrives microseconds after the
+  // peek, so a stamp trusted for a fixed time after the peek would put it
+  // 2 ms before it was written. It must be stamped at read.
+  ScriptedSseServer server;
+  std::atomic<int> step{0};
+  OpenAiTargetOptions options;
+  options.url = server.url();
+  options.model = "m";
+  options.request_timeout_s = 5;
+  options.between_peek_and_read = [&](int fd) {
+    const std::size_t request = server.request_of(fd);
+    if (step.load() == 1 && request == 0) {
+      step.store(2);
+      server.send_chunk(1);  // B's chunk 1, written while A's event is served
+      const auto until = prism::harness::monotonic_ns() + 2'000'000;
+      while (prism::harness::monotonic_ns() < until) {
+      }
+    } else if (step.load() == 2 && request == 1) {
+      step.store(3);
+      server.send_chunk(1);  // B's chunk 2, written between the peek and the read
+    }
+  };
+  OpenAiTarget target(options);
+  prism::harness::LoadResult result;
+  std::thread load([&] {
+    result = prism::harness::run_load(prism::test::open_loop_workload(2, 0.0, 3), target,
+                                      LoadOptions{});
+  });
+  server.accept_requests(2);
+  server.send_chunk(0);
+  server.send_chunk(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  step.store(1);
+  server.send_chunk(0);  // A's chunk 1: its event starts the script
+  for (int i = 0; i < 500 && step.load() != 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  server.finish(0);
+  server.finish(1);
+  load.join();
+  REQUIRE(step.load() == 3);
+  REQUIRE(result.observations.size() == 2);
+  for (const auto& o : result.observations) {
+    REQUIRE(o.status == RequestStatus::kOk);
+    const auto& sent = server.sent_ns()[o.request_id];
+    REQUIRE(o.token_times_s.size() == sent.size());
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+      CAPTURE(o.request_id, i);
+      const auto stamp = result.origin_ns + static_cast<std::int64_t>(o.token_times_s[i] * 1e9);
+      CHECK(stamp >= sent[i] - 1000);  // token_times_s rounds to ~1 us
+    }
+  }
+  // B's chunk 1 was waiting at the peek, but curl read it in the same recv()
+  // as chunk 2 (here even handed both over in one callback): it is stamped
+  // at read too, late by 2 ms, not early.
+  const auto stats = target.stats();
+  CHECK(stats.read_stamps >= 1);
+  CHECK(stats.kernel_stamps >= 3);
 }

@@ -54,7 +54,9 @@ struct MockServerOptions {
   // TCP congestion control of its sockets ("" = the system's). BBR paces
   // sends with a timer: a chunk written with send() can sit in the mock's
   // socket until a later send, after the mock stamped it as written. "cubic"
-  // sends at once, so the write stamps stay the truth.
+  // or "reno" send at once, so the write stamps stay the truth. Without
+  // CAP_NET_ADMIN only those in net.ipv4.tcp_allowed_congestion_control may be
+  // set ("reno" always is): see unpaced_tcp_congestion().
   std::string tcp_congestion;
   bool record = true;            // keep a MockRecord per request
   bool accept_token_ids = true;  // false: a token-id prompt gets HTTP 400, like OpenAI's own API
@@ -78,6 +80,11 @@ struct MockRecord {
   bool completed = false;                   // [DONE] written
 };
 nlohmann::json to_json(const MockRecord& record);
+
+// An unpaced congestion control this process may set on its sockets: "cubic"
+// where allowed (root, or listed in net.ipv4.tcp_allowed_congestion_control),
+// else "reno" (allowed by default), else "" (none may be set).
+std::string unpaced_tcp_congestion();
 
 class MockServer {
  public:

@@ -5,11 +5,12 @@
 //
 // Timestamps: a chunk is stamped with the time its bytes reached this host's
 // TCP stack: the kernel's software receive timestamp (SO_TIMESTAMPNS), read
-// with a one-byte MSG_PEEK just before curl reads the socket, so neither the
-// I/O thread's wake-up nor its work on other streams delays the stamp. Where
-// the kernel gives none (or with kernel_rx_timestamps off), the stamp is the
-// time epoll reported the socket readable, still taken before curl reads or
-// the harness parses anything.
+// with a MSG_PEEK just before curl reads the socket, so neither the I/O
+// thread's wake-up nor its work on other streams delays the stamp. Bytes that
+// arrive after the peek are stamped when curl hands them over (the socket's
+// byte counters tell them apart: receive_stamp.h), so a stamp is late at
+// worst, never early. Where the kernel gives no stamp, the peek's time; with
+// kernel_rx_timestamps off, the time epoll reported the socket readable.
 #pragma once
 
 #include <cstddef>
@@ -72,6 +73,10 @@ struct OpenAiTargetOptions {
   // Counts tokens in a chunk's text (a tokenizer); without it, one per chunk
   // and the final usage re-attributes.
   std::function<std::uint32_t(std::string_view)> count_tokens;
+  // Testing: runs on the I/O thread between the kernel-stamp peek of a
+  // socket and curl's read of it, so a test can make bytes arrive in that
+  // window (they must not get the peek's older stamp).
+  std::function<void(int socket)> between_peek_and_read;
 };
 
 // A deterministic stand-in text for token ids when no tokenizer is given: one
