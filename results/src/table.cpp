@@ -32,12 +32,28 @@ std::optional<double> half_width(const MetricSpec& m, const Estimate& e) {
   return (e.ci_high - e.ci_low) / 2.0 * m.display_scale;
 }
 
+// An interval with one side more than twice the other (order-statistic intervals of a
+// percentile often are: the samples above a median spread further than those below) would read
+// as symmetric with ±, and "785 ± 4886" suggests a negative lower bound: it is shown as its
+// bounds instead, "785 (690–5670)".
+bool lopsided(const Estimate& e) {
+  if (!e.has_ci()) return false;
+  const double up = e.ci_high - e.value, down = e.value - e.ci_low;
+  return std::max(up, down) > 2.0 * std::min(up, down);
+}
+
 std::string cell_text(const Table& t, const TableCell& cell, std::size_t column,
-                      const char* plus_minus) {
+                      const char* plus_minus, const char* dash) {
   if (!cell.estimate) return "—";
   const MetricSpec& m = t.metrics[column % t.metrics.size()];
-  return format_value(displayed(m, cell.estimate->value), half_width(m, *cell.estimate),
-                      plus_minus);
+  const Estimate& e = *cell.estimate;
+  const double value = displayed(m, e.value);
+  if (lopsided(e) && std::isfinite(value)) {
+    const int decimals = decimals_for(value);
+    return fmt::format("{:.{}f} ({:.{}f}{}{:.{}f})", value, decimals, displayed(m, e.ci_low),
+                       decimals, dash, displayed(m, e.ci_high), decimals);
+  }
+  return format_value(value, half_width(m, e), plus_minus);
 }
 
 std::string header_text(const Table& t, std::size_t column) {
@@ -113,7 +129,7 @@ std::string render_markdown(const Table& t) {
     out += "| " + escape_markdown(t.row_labels[r]) + " |";
     for (std::size_t c = 0; c < columns; ++c) {
       const auto& cell = t.cells[r][c];
-      const std::string text = cell_text(t, cell, c, "±");
+      const std::string text = cell_text(t, cell, c, "±", "–");
       out += " " + (cell.best ? "**" + text + "**" : text) + " |";
     }
     out += "\n";
@@ -169,7 +185,7 @@ std::string render_latex(const Table& t) {
     out += escape_latex(t.row_labels[r]);
     for (std::size_t c = 0; c < columns; ++c) {
       const auto& cell = t.cells[r][c];
-      const std::string text = cell.estimate ? cell_text(t, cell, c, "$\\pm$") : "--";
+      const std::string text = cell.estimate ? cell_text(t, cell, c, "$\\pm$", "--") : "--";
       out += " & " + (cell.best ? "\\textbf{" + text + "}" : text);
     }
     out += " \\\\\n";
@@ -181,6 +197,8 @@ std::string render_latex(const Table& t) {
       std::string text = escape_latex(note);
       for (std::size_t at = text.find("±"); at != std::string::npos; at = text.find("±", at))
         text.replace(at, std::string("±").size(), "$\\pm$");
+      for (std::size_t at = text.find("–"); at != std::string::npos; at = text.find("–", at))
+        text.replace(at, std::string("–").size(), "--");
       out += text + "\\\\\n";
     }
   }
@@ -205,7 +223,7 @@ std::string render_html(const Table& t) {
     out += "<tr><th scope=\"row\">" + escape_markup(t.row_labels[r]) + "</th>";
     for (std::size_t c = 0; c < columns; ++c) {
       const auto& cell = t.cells[r][c];
-      const std::string text = escape_markup(cell_text(t, cell, c, "±"));
+      const std::string text = escape_markup(cell_text(t, cell, c, "±", "–"));
       out += cell.best ? "<td><strong>" + text + "</strong></td>" : "<td>" + text + "</td>";
     }
     out += "</tr>\n";
@@ -353,10 +371,18 @@ Table build_table(std::span<const TableRun> runs, const TableOptions& options) {
     for (std::size_t c = 0; c < row.size(); ++c)
       if (row[c].estimate && !row[c].estimate->has_ci() && t.metrics[c % per_group].quantity)
         any_without_ci = true;
+  bool any_lopsided = false;
+  for (const auto& row : t.cells)
+    for (const auto& cell : row)
+      any_lopsided = any_lopsided || (cell.estimate && lopsided(*cell.estimate));
   t.notes.push_back(fmt::format(
       "± is half the width of the {:g}% confidence interval (order-statistic interval for "
-      "percentiles){}{}",
-      confidence * 100.0, any_bold ? "; best value per column in bold" : "",
+      "percentiles){}{}{}",
+      confidence * 100.0,
+      any_lopsided ? "; an interval with one side over twice the other is shown as its bounds, "
+                     "(low–high)"
+                   : "",
+      any_bold ? "; best value per column in bold" : "",
       any_without_ci ? "; a latency without ± had too few samples for such an interval." : "."));
   for (const auto& [key, count] : counts) {
     if (count > 1)

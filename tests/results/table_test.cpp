@@ -167,6 +167,29 @@ TEST_CASE("a latency without an interval shows no ± and the footnote says why")
         "for such an interval.");
 }
 
+TEST_CASE("a lopsided interval is shown as its bounds, not as a symmetric ±") {
+  auto runs = two_systems();
+  // A median's order-statistic interval over a skewed sample: 785 ms, 95% in [690, 5670].
+  runs[0].metrics["ttft.p50"] = est(0.785, 0.690, 5.670);
+  const auto table = build_table(runs, options());
+  const std::string md = render_table(table, TableFormat::kMarkdown);
+  CHECK(md.find("| vllm | 785 (690–5670) | **9.50 ± 0.50** |") != std::string::npos);
+  CHECK(md.find("98.7 ± 3.5") != std::string::npos);  // the symmetric one keeps ±
+  CHECK(table.notes.front() ==
+        "± is half the width of the 95% confidence interval (order-statistic interval for "
+        "percentiles); an interval with one side over twice the other is shown as its bounds, "
+        "(low–high); best value per column in bold.");
+  const std::string tex = render_table(table, TableFormat::kLatex);
+  CHECK(tex.find("vllm & 785 (690--5670) & ") != std::string::npos);
+  CHECK(tex.find("(low--high)") != std::string::npos);
+  const std::string html = render_table(table, TableFormat::kHtml);
+  CHECK(html.find("<td>785 (690–5670)</td>") != std::string::npos);
+  // Exactly twice on one side is still shown with ±.
+  runs[0].metrics["ttft.p50"] = est(0.100, 0.090, 0.120);
+  CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown).find("100 ± 15") !=
+        std::string::npos);
+}
+
 TEST_CASE("--by workload,target transposes the table") {
   TableOptions o = options();
   o.rows = "workload";
