@@ -249,6 +249,9 @@ void BM_TimingAccuracy(benchmark::State& state) {
     // chunk. Nominal: against the schedule the mock was asked to keep.
     std::vector<double> ttft_err, itl_err, stamp_err, ttft_nominal_err, itl_nominal_err, mock_late;
     std::size_t failed = 0;
+    // Chunks stamped more than half an ITL after their write, and how many of
+    // those share their stamp with the stream's next chunk (read with it).
+    std::size_t late_chunks = 0, late_with_next = 0;
     double first_token = 1e30, last_token = 0;
     std::uint64_t chunks = 0;
     const double ttft_nominal = mock.ttft_ms * 1e-3;
@@ -265,6 +268,10 @@ void BM_TimingAccuracy(benchmark::State& state) {
         const double h = o.token_times_s[i];
         const double m = prism::harness::ns_to_s(sent[i] - result.origin_ns);
         stamp_err.push_back((h - m) * 1e6);
+        if ((h - m) * 1e3 > itl_ms / 2) {
+          ++late_chunks;
+          if (i + 1 < sent.size() && o.token_times_s[i + 1] == h) ++late_with_next;
+        }
         mock_late.push_back(static_cast<double>(sent[i] - due[i]) * 1e-3);
         if (i == 0) {
           ttft_err.push_back(std::abs(h - m) * 1e6);
@@ -284,7 +291,7 @@ void BM_TimingAccuracy(benchmark::State& state) {
     using prism::results::percentile;
     state.SetIterationTime(wall);
     state.counters["failed"] = static_cast<double>(failed);
-    state.counters["pinned"] = io_cpu >= 0 ? 1 : 0;
+    state.counters["pinned"] = stats.io_thread_pinned ? 1 : 0;  // it did move to its own CPU
     state.counters["ttft_err_p50_us"] = percentile(ttft_err, 50);
     state.counters["ttft_err_p99_us"] = percentile(ttft_err, 99);
     state.counters["ttft_err_max_us"] = percentile(ttft_err, 100);
@@ -294,6 +301,11 @@ void BM_TimingAccuracy(benchmark::State& state) {
     state.counters["stamp_minus_write_p50_us"] = percentile(stamp_err, 50);
     state.counters["stamp_minus_write_p99_us"] = percentile(stamp_err, 99);
     state.counters["stamp_minus_write_min_us"] = percentile(stamp_err, 0);
+    state.counters["late_half_itl_share"] =
+        chunks > 0 ? static_cast<double>(late_chunks) / static_cast<double>(chunks) : 0;
+    state.counters["late_read_with_next_share"] =
+        late_chunks > 0 ? static_cast<double>(late_with_next) / static_cast<double>(late_chunks)
+                        : 0;
     state.counters["mock_late_p50_us"] = percentile(mock_late, 50);
     state.counters["mock_late_p99_us"] = percentile(mock_late, 99);
     state.counters["ttft_vs_nominal_p99_us"] = percentile(ttft_nominal_err, 99);

@@ -12,10 +12,10 @@ void minimize_timer_slack() {
 
 bool pin_current_thread_to_cpu(int cpu) {
   if (cpu < 0 || cpu >= CPU_SETSIZE) return false;
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(cpu, &allowed))
-    return false;
+  // Not checked against the calling thread's own mask: a thread inherits its
+  // creator's, so an I/O thread started by a thread pinned to the server's
+  // CPU would be refused the other CPU and silently share the server's. The
+  // kernel refuses a CPU outside the process's cpuset or offline (EINVAL).
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(cpu, &one);

@@ -152,6 +152,7 @@ struct OpenAiTarget::Impl {
   std::atomic<std::uint64_t> kernel_stamps{0};
   std::atomic<std::uint64_t> epoll_stamps{0};
   std::atomic<std::uint64_t> read_stamps{0};
+  std::atomic<bool> io_thread_pinned{false};
 
   std::mutex mutex;
   std::condition_variable cancelled_cv;
@@ -768,7 +769,7 @@ struct OpenAiTarget::Impl {
 
   void loop() {
     minimize_timer_slack();
-    pin_current_thread_to_cpu(options.io_cpu);
+    io_thread_pinned.store(pin_current_thread_to_cpu(options.io_cpu));
     std::vector<epoll_event> events(512);
     int running = 0;
     while (!quit.load(std::memory_order_relaxed)) {
@@ -916,6 +917,7 @@ OpenAiTarget::Stats OpenAiTarget::stats() const {
   s.kernel_stamps = impl_->kernel_stamps.load();
   s.epoll_stamps = impl_->epoll_stamps.load();
   s.read_stamps = impl_->read_stamps.load();
+  s.io_thread_pinned = impl_->io_thread_pinned.load();
   if (impl_->io.joinable()) {
     clockid_t clock;
     timespec ts{};

@@ -27,7 +27,8 @@ void minimize_timer_slack();
 
 // Pins the calling thread to one CPU (sched_setaffinity). Returns false, and
 // leaves the thread as it was, when cpu is negative or not available to this
-// process. A pinned I/O thread and a pinned server do not steal each other's
+// process (offline, or outside its cpuset); a CPU outside the mask the thread
+// inherited from its creator is available. A pinned I/O thread and a pinned server do not steal each other's
 // core, so a measurement of one is not a measurement of the other.
 bool pin_current_thread_to_cpu(int cpu);
 

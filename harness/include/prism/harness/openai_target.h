@@ -116,6 +116,7 @@ class OpenAiTarget final : public Target {
     std::uint64_t kernel_stamps = 0;  // pieces of response stamped with the kernel's receive time
     std::uint64_t epoll_stamps = 0;   // pieces stamped with epoll's return time (no kernel stamp)
     std::uint64_t read_stamps = 0;  // pieces that came after their socket's stamp: stamped at read
+    bool io_thread_pinned = false;  // io_cpu was asked for and the I/O thread runs there
   };
   Stats stats() const;
 
