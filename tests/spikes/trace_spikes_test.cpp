@@ -79,6 +79,20 @@ TEST_CASE("the watcher feeds each iteration once across overlapping captures and
   CHECK(sink.alerts[1]["last_iteration"] == 904);
 }
 
+TEST_CASE("an iteration that shows up after later ones (drained late) is fed once, not dropped",
+          "[spikes][trace]") {
+  MemorySink sink;
+  SpikeWatcher w(DetectorConfig{}, sink, false);
+  analysis::Breakdown first = breakdown(0, 400, 1000, 1000);
+  first.iterations.erase(first.iterations.begin() + 200);  // its thread's buffer not drained yet
+  w.feed(first);
+  CHECK(w.iterations() == 399);
+  w.feed(breakdown(0, 400, 1000, 1000));  // now it is there, ending before the newest fed
+  CHECK(w.iterations() == 400);
+  w.feed(breakdown(0, 500, 1000, 1000));
+  CHECK(w.iterations() == 500);
+}
+
 TEST_CASE("an empty breakdown feeds nothing", "[spikes][trace]") {
   MemorySink sink;
   SpikeWatcher w(DetectorConfig{}, sink);

@@ -66,16 +66,20 @@ uint64_t SpikeWatcher::feed(const analysis::Breakdown& b, uint64_t now_ns) {
   }
   uint64_t emitted = 0;
   for (const IterationRecord& in : run.series.iterations) {
-    if (iterations_ > 0 && in.end_ns <= last_end_ns_) continue;
+    // Past the horizon: fed long ago (and forgotten), or too late to be worth an alert.
+    if (iterations_ > 0 && in.end_ns + kHorizonNs <= newest_end_ns_) continue;
+    if (!seen_.insert({in.end_ns, in.start_ns}).second) continue;
     IterationRecord r = in;
     r.stage_ns.fill(0);
     for (size_t i = 0; i < slot.size(); ++i)
       if (slot[i] >= 0) r.stage_ns[static_cast<size_t>(slot[i])] = in.stage_ns[i];
     anomalous_ += detector_->observe(r).anomalous ? 1 : 0;
     ++iterations_;
-    last_end_ns_ = r.end_ns;
+    newest_end_ns_ = std::max(newest_end_ns_, r.end_ns);
     emitted += drain(now_ns);
   }
+  const uint64_t forget_before = newest_end_ns_ > kHorizonNs ? newest_end_ns_ - kHorizonNs : 0;
+  seen_.erase(seen_.begin(), seen_.lower_bound({forget_before, 0}));
   return emitted;
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,10 +26,12 @@ namespace prism::spikes {
 // kMaxStages) stages with the most total time, in the breakdown's order.
 LabelledRun series_from_breakdown(const analysis::Breakdown& breakdown);
 
-// Feeds iterations to a detector as breakdowns of a growing capture arrive
-// (each may repeat iterations already seen: only those that end later than
-// the last one fed are new). Alerts go to the sink as JSON lines, with the
-// time they were raised when a clock reading is given.
+// Feeds iterations to a detector as breakdowns of a growing capture arrive.
+// Each may repeat iterations already fed (skipped: remembered by start and end
+// for kHorizonNs before the newest end) and may add one that ended before the
+// newest already fed (a thread's buffer drained late): it is fed then. Alerts
+// go to the sink as JSON lines, with the time they were raised when a clock
+// reading is given.
 class SpikeWatcher {
  public:
   SpikeWatcher(DetectorConfig config, AlertSink& sink, bool include_window = true);
@@ -50,7 +53,9 @@ class SpikeWatcher {
   bool include_window_;
   std::optional<Detector> detector_;
   std::vector<std::string> stages_;
-  uint64_t last_end_ns_ = 0;
+  static constexpr uint64_t kHorizonNs = 10'000'000'000;
+  std::set<std::pair<uint64_t, uint64_t>> seen_;  // (end, start) of iterations fed
+  uint64_t newest_end_ns_ = 0;
   uint64_t iterations_ = 0, anomalous_ = 0, episodes_ = 0;
 };
 
