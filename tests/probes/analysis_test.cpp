@@ -168,6 +168,24 @@ TEST_CASE("Pops before the capture began and ranges left open are counted, not i
   CHECK(trace.unclosed == 1);
   REQUIRE(trace.ranges.size() == 2);
   CHECK(trace.ranges[0].end_ns == 200);  // closed at the last timestamp seen
+  CHECK(trace.ranges[0].open);           // and said to be cut short
+  CHECK_FALSE(trace.ranges[1].open);
+}
+
+TEST_CASE("An iteration still running when the capture ended is marked open", "[probes][analysis]") {
+  RawWriter w;
+  w.string(1, "engine_loop");
+  w.push(0, 1, 1);
+  w.pop(100, 1);
+  w.push(1000, 1, 1);
+  w.push(1010, 1, 1);  // work inside it, finished
+  w.pop(1060, 1);
+  w.end();
+  const Breakdown b = analyze(read_raw_trace(w.bytes(), "t"), StageRules::builtin("prism"));
+  REQUIRE(b.iterations.size() == 2);
+  CHECK_FALSE(b.iterations[0].open);
+  CHECK(b.iterations[1].open);
+  CHECK(b.iterations[1].end_ns == 1060);
 }
 
 TEST_CASE("Bad raw traces name what is wrong", "[probes][analysis]") {

@@ -93,6 +93,42 @@ TEST_CASE("an iteration that shows up after later ones (drained late) is fed onc
   CHECK(w.iterations() == 500);
 }
 
+TEST_CASE("an iteration cut short by a live snapshot is left out until a snapshot has it whole",
+          "[spikes][trace]") {
+  MemorySink sink;
+  SpikeWatcher w(DetectorConfig{}, sink, false);
+  analysis::Breakdown first = breakdown(0, 300, 1000, 1000);
+  first.iterations.back().open = true;  // still running when the snapshot was taken
+  first.iterations.back().end_ns = first.iterations.back().start_ns + 1'000;
+  CHECK(series_from_breakdown(first).series.iterations.size() == 299);
+  w.feed(first);
+  CHECK(w.iterations() == 299);
+  w.feed(breakdown(0, 300, 1000, 1000));  // the same iteration, whole: fed once, now
+  CHECK(w.iterations() == 300);
+  w.feed(breakdown(0, 300, 1000, 1000));
+  CHECK(w.iterations() == 300);
+}
+
+TEST_CASE("an anomalous iteration fed after later ones keeps the episode's range ordered",
+          "[spikes][trace]") {
+  MemorySink sink;
+  SpikeWatcher w(DetectorConfig{}, sink, false);
+  // The snapshot ends inside a stall of iterations 600..603 and lacks 600 (drained late).
+  analysis::Breakdown first = breakdown(0, 604, 600, 603);
+  first.iterations.erase(first.iterations.begin() + 600);
+  w.feed(first);
+  w.feed(breakdown(0, 700, 600, 603));  // 600 arrives while the episode is open
+  w.finish();
+  REQUIRE(sink.alerts.size() == 2);
+  CHECK(sink.alerts[0]["phase"] == "open");
+  CHECK(sink.alerts[0]["iteration"] == 601);  // what was known when it opened
+  const auto& closed = sink.alerts[1];
+  CHECK(closed["phase"] == "closed");
+  CHECK(closed["first_iteration"] == 600);
+  CHECK(closed["last_iteration"] == 603);
+  CHECK(closed["anomalous_iterations"] == 4);
+}
+
 TEST_CASE("an empty breakdown feeds nothing", "[spikes][trace]") {
   MemorySink sink;
   SpikeWatcher w(DetectorConfig{}, sink);

@@ -162,6 +162,7 @@ Breakdown analyze(const Trace& trace, const StageRules& rules) {
       it.start_ns = ranges[i].start_ns;
       it.end_ns = ranges[i].end_ns;
       it.thread = ranges[i].track;
+      it.open = ranges[i].open;
       out.iterations.push_back(std::move(it));
     }
   }

@@ -424,6 +424,7 @@ Trace read_chrome_trace(const std::string& json_text, const std::string& origin)
   for (auto& [key, stack] : open) {
     for (Span& s : stack) {
       s.end_ns = s.start_ns;
+      s.open = true;
       ++trace.unclosed;
       trace.ranges.push_back(s);
     }

@@ -160,7 +160,10 @@ Trace read_nsys_sqlite(const std::string& path) {
                  span.end_ns = span.start_ns;
                  trace.marks.push_back(span);
                } else if (type == kNvtxPushPop || type == kNvtxStartEnd || type == kNvtxtPushPop) {
-                 if (open) ++trace.unclosed;
+                 if (open) {
+                   span.open = true;
+                   ++trace.unclosed;
+                 }
                  trace.ranges.push_back(span);
                }
              });

@@ -144,6 +144,7 @@ class RawBuilder {
     for (Span& s : trace_.ranges) {
       if (s.end_ns == UINT64_MAX) {
         s.end_ns = std::max(last_ns_, s.start_ns);
+        s.open = true;
         ++trace_.unclosed;
       }
     }

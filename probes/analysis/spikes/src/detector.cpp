@@ -159,7 +159,9 @@ const IterationVerdict& Detector::observe(const IterationRecord& record) {
   if (v.anomalous) {
     if (in_episode_ && closing_) close_episode();
     if (in_episode_) {
-      episode_last_ = record.index;
+      // A watcher can feed an iteration that ended before ones already fed (drained late).
+      episode_first_ = std::min(episode_first_, record.index);
+      episode_last_ = std::max(episode_last_, record.index);
       ++episode_count_;
       after_remaining_ = 0;
       if (v.excess_ns > episode_worst_.excess_ns) episode_worst_ = v;

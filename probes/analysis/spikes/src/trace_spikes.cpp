@@ -35,7 +35,10 @@ LabelledRun series_from_breakdown(const analysis::Breakdown& b) {
   const std::vector<size_t> stages = watched_stages(b);
   for (size_t s : stages) run.series.stages.push_back(b.stages[s]);
   std::vector<const analysis::Iteration*> order;
-  for (const analysis::Iteration& it : b.iterations) order.push_back(&it);
+  // An iteration cut short by the end of the capture (or of a live snapshot) is not a
+  // measurement of anything: left out (a later snapshot has it whole).
+  for (const analysis::Iteration& it : b.iterations)
+    if (!it.open) order.push_back(&it);
   // The detector takes iterations in end order (threads may interleave).
   std::stable_sort(order.begin(), order.end(),
                    [](const auto* x, const auto* y) { return x->end_ns < y->end_ns; });

@@ -48,6 +48,7 @@ struct Iteration {
   uint64_t gpu_idle_ns = 0;            // duration - busy (0 when the trace has no GPU activity)
   uint64_t launch_queue_ns = 0;        // sum over kernels of kernel start - launch call start
   uint64_t kernels = 0;
+  bool open = false;  // its range was still open when the capture ended: cut short
   uint64_t duration() const { return end_ns - start_ns; }
 };
 

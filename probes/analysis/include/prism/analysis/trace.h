@@ -43,6 +43,7 @@ struct Span {
   int32_t parent = -1;       // index of the enclosing range on the same thread (ranges only)
   uint32_t process = 0;      // pid (host) or device (GPU)
   SpanKind kind = SpanKind::kRange;
+  bool open = false;  // a range still open when the capture ended, closed at its end (cut short)
   uint64_t duration() const { return end_ns - start_ns; }
 };
 

@@ -24,6 +24,7 @@ namespace prism::spikes {
 
 // The breakdown's iterations as a series: host time per stage, the (at most
 // kMaxStages) stages with the most total time, in the breakdown's order.
+// Iterations cut short by the end of the capture (Iteration::open) are left out.
 LabelledRun series_from_breakdown(const analysis::Breakdown& breakdown);
 
 // Feeds iterations to a detector as breakdowns of a growing capture arrive.
