@@ -189,16 +189,23 @@ Distribution summarize(std::span<const double> values, const MetricsOptions& opt
     d.mean.ci_low = d.mean.value - half;
     d.mean.ci_high = d.mean.value + half;
   }
+  const double confidence = options.bootstrap.confidence;
   for (double p : options.percentiles) {
-    Estimate e = results::quantile_with_ci(sorted, p / 100.0, options.bootstrap);
     // Where the order statistics cannot reach the confidence at all (p99 below 368 samples at
-    // 95 %), the bootstrap's percentile interval still gives two numbers, but they cover far
-    // less than claimed: no interval then, as the store and reports do.
-    if (!sorted.empty()) {
-      const auto ranks =
-          results::quantile_ci_ranks(sorted.size(), p / 100.0, options.bootstrap.confidence);
-      if (ranks.lower_clamped || ranks.upper_clamped)
-        e.ci_low = e.ci_high = std::numeric_limits<double>::quiet_NaN();
+    // 95 %), the bootstrap's percentile interval would still give two numbers, but they cover
+    // far less than claimed: the value alone then, as the store and reports show it.
+    const bool supported =
+        sorted.empty() || !(confidence > 0.0 && confidence < 1.0) || [&] {
+          const auto ranks = results::quantile_ci_ranks(sorted.size(), p / 100.0, confidence);
+          return !ranks.lower_clamped && !ranks.upper_clamped;
+        }();
+    Estimate e;
+    if (supported) {
+      e = results::quantile_with_ci(sorted, p / 100.0, options.bootstrap);
+    } else {
+      e.value = results::quantile_sorted(sorted, p / 100.0);
+      e.n = sorted.size();
+      e.confidence = confidence;
     }
     d.percentiles.push_back({p, e});
   }

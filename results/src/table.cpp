@@ -34,10 +34,12 @@ std::optional<double> half_width(const MetricSpec& m, const Estimate& e) {
 
 // An interval with one side more than twice the other (order-statistic intervals of a
 // percentile often are: the samples above a median spread further than those below) would read
-// as symmetric with ±, and "785 ± 4886" suggests a negative lower bound: it is shown as its
+// as symmetric with ±, and "785 ± 2490" suggests a negative lower bound: it is shown as its
 // bounds instead, "785 (690–5670)".
 bool lopsided(const Estimate& e) {
-  if (!e.has_ci()) return false;
+  if (!e.has_ci() || !std::isfinite(e.value) || !std::isfinite(e.ci_low) ||
+      !std::isfinite(e.ci_high))
+    return false;
   const double up = e.ci_high - e.value, down = e.value - e.ci_low;
   return std::max(up, down) > 2.0 * std::min(up, down);
 }
@@ -48,10 +50,11 @@ std::string cell_text(const Table& t, const TableCell& cell, std::size_t column,
   const MetricSpec& m = t.metrics[column % t.metrics.size()];
   const Estimate& e = *cell.estimate;
   const double value = displayed(m, e.value);
-  if (lopsided(e) && std::isfinite(value)) {
-    const int decimals = decimals_for(value);
-    return fmt::format("{:.{}f} ({:.{}f}{}{:.{}f})", value, decimals, displayed(m, e.ci_low),
-                       decimals, dash, displayed(m, e.ci_high), decimals);
+  if (lopsided(e)) {
+    // Each number with about three significant digits of its own: "785 (0.400–5670)".
+    const auto text = [](double v) { return fmt::format("{:.{}f}", v, decimals_for(v)); };
+    return fmt::format("{} ({}{}{})", text(value), text(displayed(m, e.ci_low)), dash,
+                       text(displayed(m, e.ci_high)));
   }
   return format_value(value, half_width(m, e), plus_minus);
 }

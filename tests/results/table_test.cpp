@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include "prism/results/table.h"
 
 using namespace prism::results;
@@ -184,10 +186,21 @@ TEST_CASE("a lopsided interval is shown as its bounds, not as a symmetric ±") {
   CHECK(tex.find("(low--high)") != std::string::npos);
   const std::string html = render_table(table, TableFormat::kHtml);
   CHECK(html.find("<td>785 (690–5670)</td>") != std::string::npos);
-  // Exactly twice on one side is still shown with ±.
-  runs[0].metrics["ttft.p50"] = est(0.100, 0.090, 0.120);
-  CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown).find("100 ± 15") !=
+  // Exactly twice on one side (exact in binary) is still shown with ±; just over is not.
+  runs[0].metrics["ttft.p50"] = est(0.5, 0.25, 1.0);
+  CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown).find("500 ± 375") !=
         std::string::npos);
+  runs[0].metrics["ttft.p50"] = est(0.5, 0.25, 1.0078125);
+  CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown)
+            .find("500 (250–1008)") != std::string::npos);
+  // Bounds far smaller than the value keep their own digits.
+  runs[0].metrics["ttft.p50"] = est(0.785, 0.0004, 5.670);
+  CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown)
+            .find("785 (0.400–5670)") != std::string::npos);
+  // An infinite bound is not shown as bounds (nor claimed in the footnote).
+  runs[0].metrics["ttft.p50"] = est(0.785, 0.690, std::numeric_limits<double>::infinity());
+  const auto infinite = build_table(runs, options());
+  CHECK(infinite.notes.front().find("shown as its bounds") == std::string::npos);
 }
 
 TEST_CASE("--by workload,target transposes the table") {
