@@ -45,8 +45,16 @@ BandwidthMeasurement measure_memory_bandwidth(std::size_t array_bytes, int threa
   std::barrier sync(threads);
   std::vector<Clock::time_point> starts(static_cast<std::size_t>(repetitions));
   auto worker = [&](int t) {
-    const std::size_t begin = n * static_cast<std::size_t>(t) / static_cast<std::size_t>(threads);
-    const std::size_t end = n * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(threads);
+    // Slices start on 2 MiB boundaries so that each huge page is first touched (and placed) by
+    // the one thread that uses it.
+    const std::size_t page =
+        a_buffer.huge_pages_requested() ? (std::size_t{2} << 20) / sizeof(double) : 1;
+    const auto boundary = [&](int k) {
+      const std::size_t raw = n * static_cast<std::size_t>(k) / static_cast<std::size_t>(threads);
+      return k == threads ? n : std::min(n, raw / page * page);
+    };
+    const std::size_t begin = boundary(t);
+    const std::size_t end = boundary(t + 1);
     for (std::size_t i = begin; i < end; ++i) {
       a[i] = 0.0;
       b[i] = 1.0;

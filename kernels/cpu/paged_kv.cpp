@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <string>
 #include <utility>
@@ -28,6 +29,7 @@ LargeBuffer::LargeBuffer(std::size_t bytes, bool zero) : bytes_(bytes) {
   if (bytes == 0) return;
   constexpr std::size_t kHuge = std::size_t{2} << 20;
   const std::size_t align = bytes >= kHuge ? kHuge : 64;
+  if (bytes > std::numeric_limits<std::size_t>::max() - align) throw std::bad_alloc();
   const std::size_t rounded = (bytes + align - 1) / align * align;  // aligned_alloc's rule
   void* p = std::aligned_alloc(align, rounded);
   if (p == nullptr) throw std::bad_alloc();

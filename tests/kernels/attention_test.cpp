@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <limits>
 #include <stdexcept>
 #include <utility>
@@ -261,6 +262,13 @@ TEST_CASE("A large buffer is aligned as promised, and a moved-from one is empty"
   for (std::size_t i = 0; i < small.bytes(); ++i) REQUIRE(small.as<unsigned char>()[i] == 0);
   LargeBuffer big((std::size_t{2} << 20) + 8, /*zero=*/false);
   CHECK(reinterpret_cast<std::uintptr_t>(big.data()) % (std::uintptr_t{2} << 20) == 0);
+  // Where the kernel has transparent huge pages at all, the request must have been made.
+  if (std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled").good())
+    CHECK(big.huge_pages_requested());
+  LargeBuffer zeroed((std::size_t{3} << 20) + 12);
+  CHECK(zeroed.as<unsigned char>()[zeroed.bytes() - 1] == 0);
+  CHECK(zeroed.as<unsigned char>()[std::size_t{2} << 20] == 0);
+  CHECK_THROWS_AS(LargeBuffer(std::numeric_limits<std::size_t>::max() - 16), std::bad_alloc);
   big.as<double>()[0] = 1.5;  // writable end to end, though not zeroed
   big.as<unsigned char>()[big.bytes() - 1] = 7;
   void* const p = big.data();
