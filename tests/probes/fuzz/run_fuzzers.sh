@@ -6,6 +6,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 seconds="${1:-20}"
+# libFuzzer reads -max_total_time=0 as "no limit": only a positive whole number is a time box.
+[[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "run_fuzzers: SECONDS must be a positive integer, got '$seconds'"; exit 2; }
 out="${2:-$root/build/libfuzzer}"
 cxx="${CXX_FUZZ:-clang++}"
 command -v "$cxx" >/dev/null || { echo "run_fuzzers: $cxx not found (scripts/setup installs clang)"; exit 1; }
@@ -25,7 +27,13 @@ for target in protocol trace_import; do
   mkdir -p "$corpus"
   cp -n "$root/tests/probes/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true
   echo "run_fuzzers: $target for ${seconds}s"
-  "$out/fuzz_$target" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$out/$target-" \
-    2>&1 | tail -n 12
+  # The whole output goes to a log (a sanitizer report is long); the summary is printed, and on
+  # a failure the log too, so CI shows the stack.
+  if ! "$out/fuzz_$target" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10 \
+      -print_final_stats=1 -artifact_prefix="$out/$target-" >"$out/$target.log" 2>&1; then
+    cat "$out/$target.log"
+    echo "run_fuzzers: $target FAILED (input kept as $out/$target-*; log $out/$target.log)"
+    exit 1
+  fi
+  tail -n 12 "$out/$target.log"
 done
