@@ -893,15 +893,22 @@ nlohmann::json OpenAiTarget::description() const {
   const char* prompt = o.prompt_format == PromptFormat::kText       ? "text"
                        : o.prompt_format == PromptFormat::kTokenIds ? "token_ids"
                                                                     : "auto";
-  return {{"kind", "openai"},
-          {"url", o.url},
-          {"model", o.model},
-          {"api", api},
-          {"prompt_format", prompt},
-          {"ignore_eos", o.send_ignore_eos},
-          {"continuous_usage_stats", o.continuous_usage_stats},
-          {"http2", o.http2},
-          {"token_ids_refused", impl_->token_ids_refused.load()}};
+  nlohmann::json d = {{"kind", "openai"},
+                      {"url", o.url},
+                      {"model", o.model},
+                      {"api", api},
+                      {"prompt_format", prompt},
+                      {"ignore_eos", o.send_ignore_eos},
+                      {"continuous_usage_stats", o.continuous_usage_stats},
+                      {"http2", o.http2},
+                      {"token_ids_refused", impl_->token_ids_refused.load()},
+                      {"arrival_stamps", o.kernel_rx_timestamps ? "kernel" : "epoll"}};
+  // Whether --io-cpu took effect: a run file should not claim an isolation it did not have.
+  if (o.io_cpu >= 0) {
+    d["io_cpu"] = o.io_cpu;
+    d["io_thread_pinned"] = impl_->io_thread_pinned.load();
+  }
+  return d;
 }
 
 OpenAiTarget::Wire OpenAiTarget::encode(const TargetRequest& request) const {

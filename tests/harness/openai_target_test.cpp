@@ -637,12 +637,20 @@ TEST_CASE("A pinned mock and a pinned I/O thread serve a run like unpinned ones"
   server.start();
   auto options = target_for(server);
   options.io_cpu = cpu;
-  const auto obs = run(options, 4, 3);
+  OpenAiTarget target(options);
+  const auto obs =
+      prism::harness::run_load(prism::test::open_loop_workload(4, 0.0, 3), target, LoadOptions{})
+          .observations;
   REQUIRE(obs.size() == 4);
   for (const auto& o : obs) {
     CHECK(o.status == RequestStatus::kOk);
     CHECK(o.completion_tokens == 3);
   }
+  CHECK(target.stats().io_thread_pinned);
+  const auto description = target.description();
+  CHECK(description["io_cpu"] == cpu);
+  CHECK(description["io_thread_pinned"] == true);
+  CHECK(description["arrival_stamps"] == "kernel");
 }
 
 TEST_CASE("The mock refuses a TCP congestion control the system does not have, naming it") {
