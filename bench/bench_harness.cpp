@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -94,27 +95,13 @@ class ForkedMock {
       close(port_pipe[0]);
       close(command_pipe[1]);
       close(record_pipe[0]);
-      prism::harness::pin_current_thread_to_cpu(cpu);  // the server thread inherits it
-      options.cpu = cpu;
-      MockServer server(options);
-      server.start();
-      const std::uint16_t port = server.port();
-      write_all(port_pipe[1], &port, sizeof port);
-      char command = 0;
-      [[maybe_unused]] const auto n = read(command_pipe[0], &command, 1);  // EOF or 's'
-      server.stop();
-      for (const auto& r : server.records()) {
-        const auto id_len = static_cast<std::uint32_t>(r.request_id.size());
-        const auto chunks = static_cast<std::uint32_t>(r.chunk_sent_ns.size());
-        write_all(record_pipe[1], &id_len, sizeof id_len);
-        write_all(record_pipe[1], r.request_id.data(), id_len);
-        write_all(record_pipe[1], &r.received_ns, sizeof r.received_ns);
-        write_all(record_pipe[1], &r.headers_sent_ns, sizeof r.headers_sent_ns);
-        write_all(record_pipe[1], &chunks, sizeof chunks);
-        write_all(record_pipe[1], r.chunk_sent_ns.data(), chunks * sizeof(std::int64_t));
-        write_all(record_pipe[1], r.chunk_due_ns.data(), chunks * sizeof(std::int64_t));
+      // The child must never return into the benchmark's code, whatever fails here.
+      try {
+        serve_child(std::move(options), cpu, port_pipe[1], command_pipe[0], record_pipe[1]);
+      } catch (const std::exception& e) {
+        fprintf(stderr, "forked mock: %s\n", e.what());
+        _exit(1);
       }
-      close(record_pipe[1]);
       _exit(0);
     }
     close(port_pipe[1]);
@@ -124,8 +111,44 @@ class ForkedMock {
     record_fd_ = record_pipe[0];
     if (read(port_pipe[0], &port_, sizeof port_) != sizeof port_) port_ = 0;
     close(port_pipe[0]);
-    if (port_ == 0) throw std::runtime_error("the mock did not start");
+    if (port_ == 0) {
+      close(command_fd_);
+      close(record_fd_);
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+      throw std::runtime_error("the mock did not start");
+    }
   }
+
+ private:
+  // The child's side: serves until the parent writes 's' (or closes the command pipe), then
+  // sends what the mock recorded.
+  static void serve_child(MockServerOptions options, int cpu, int port_fd, int command_fd,
+                          int record_fd) {
+    prism::harness::pin_current_thread_to_cpu(cpu);  // the server thread inherits it
+    options.cpu = cpu;
+    MockServer server(options);
+    server.start();
+    const std::uint16_t port = server.port();
+    write_all(port_fd, &port, sizeof port);
+    char command = 0;
+    [[maybe_unused]] const auto n = read(command_fd, &command, 1);  // EOF or 's'
+    server.stop();
+    for (const auto& r : server.records()) {
+      const auto id_len = static_cast<std::uint32_t>(r.request_id.size());
+      const auto chunks = static_cast<std::uint32_t>(r.chunk_sent_ns.size());
+      write_all(record_fd, &id_len, sizeof id_len);
+      write_all(record_fd, r.request_id.data(), id_len);
+      write_all(record_fd, &r.received_ns, sizeof r.received_ns);
+      write_all(record_fd, &r.headers_sent_ns, sizeof r.headers_sent_ns);
+      write_all(record_fd, &chunks, sizeof chunks);
+      write_all(record_fd, r.chunk_sent_ns.data(), chunks * sizeof(std::int64_t));
+      write_all(record_fd, r.chunk_due_ns.data(), chunks * sizeof(std::int64_t));
+    }
+    close(record_fd);
+  }
+
+ public:
   ~ForkedMock() {
     if (command_fd_ >= 0) close(command_fd_);
     if (record_fd_ >= 0) close(record_fd_);
