@@ -136,8 +136,9 @@ struct PagedSetup {
   std::vector<std::int32_t> table, lens;
   int max_blocks = 0;
   std::vector<float> q, out;
+  int q_heads = 0;
 
-  PagedSetup(int batch, int ctx, int hq, int hkv, int d, int bs = 16) {
+  PagedSetup(int batch, int ctx, int hq, int hkv, int d, int bs = 16) : q_heads(hq) {
     max_blocks = (ctx + bs - 1) / bs;
     layout = PagedKvLayout{batch * max_blocks, bs, hkv, d};
     storage = std::make_unique<PagedKvStorage>(layout);
@@ -153,6 +154,16 @@ struct PagedSetup {
     out.resize(q.size());
   }
   BlockTable block_table() const { return BlockTable{table, max_blocks, lens}; }
+  // Dense decode over the whole cache, unmasked.
+  DecodeAttentionArgs decode_args() {
+    DecodeAttentionArgs a;
+    a.heads = {q_heads, layout.num_kv_heads, layout.head_dim, 0.0f};
+    a.cache = storage->const_view();
+    a.block_table = block_table();
+    a.q = q.data();
+    a.out = out.data();
+    return a;
+  }
 };
 
 void BM_DecodeAttention(benchmark::State& state) {
@@ -160,12 +171,7 @@ void BM_DecodeAttention(benchmark::State& state) {
   const int d = static_cast<int>(state.range(2));
   const int hq = static_cast<int>(state.range(3)), hkv = static_cast<int>(state.range(4));
   PagedSetup s(batch, ctx, hq, hkv, d);
-  DecodeAttentionArgs a;
-  a.heads = {hq, hkv, d, 0.0f};
-  a.cache = s.storage->const_view();
-  a.block_table = s.block_table();
-  a.q = s.q.data();
-  a.out = s.out.data();
+  DecodeAttentionArgs a = s.decode_args();
   const CpuAccounting acct;
   for (auto _ : state) {
     decode_attention(a);
@@ -226,12 +232,7 @@ void BM_DecodeVsTriad(benchmark::State& state) {
   const int d = static_cast<int>(state.range(2));
   const int hq = static_cast<int>(state.range(3)), hkv = static_cast<int>(state.range(4));
   PagedSetup s(batch, ctx, hq, hkv, d);
-  DecodeAttentionArgs a;
-  a.heads = {hq, hkv, d, 0.0f};
-  a.cache = s.storage->const_view();
-  a.block_table = s.block_table();
-  a.q = s.q.data();
-  a.out = s.out.data();
+  DecodeAttentionArgs a = s.decode_args();
   Triad triad(std::size_t{16} << 20);
   // K and V of every cached token once (q and out are negligible).
   const double bytes = 2.0 * batch * static_cast<double>(ctx) * hkv * d * sizeof(float);
@@ -320,14 +321,9 @@ BENCHMARK(BM_DecodeQuantized)
 void BM_DecodeSinkWindow(benchmark::State& state) {
   const int ctx = static_cast<int>(state.range(0));
   PagedSetup s(1, ctx, 32, 8, 128);
-  DecodeAttentionArgs a;
-  a.heads = {32, 8, 128, 0.0f};
+  DecodeAttentionArgs a = s.decode_args();
   a.mask.sink_tokens = 16;
   a.mask.window_tokens = ctx / 8 - 16;
-  a.cache = s.storage->const_view();
-  a.block_table = s.block_table();
-  a.q = s.q.data();
-  a.out = s.out.data();
   for (auto _ : state) decode_attention(a);
 }
 BENCHMARK(BM_DecodeSinkWindow)
@@ -348,12 +344,7 @@ void BM_QuestStages(benchmark::State& state) {
   PageSelection sel;
   const int top = ctx / 8 / 16;
   quest_select_pages(scores, s.block_table(), hkv, top, sel);
-  DecodeAttentionArgs a;
-  a.heads = {hq, hkv, d, 0.0f};
-  a.cache = s.storage->const_view();
-  a.block_table = s.block_table();
-  a.q = s.q.data();
-  a.out = s.out.data();
+  DecodeAttentionArgs a = s.decode_args();
   for (auto _ : state) {
     switch (stage) {
       case 0:

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <thread>
 
+#include "../support/temp_dir.h"
 #include "prism/harness/clock.h"
 #include "prism/harness/probe_join.h"
 
@@ -25,6 +26,8 @@ using prism::analysis::Iteration;
 using prism::results::Observation;
 
 namespace {
+
+using prism::test::TempDir;
 
 Iteration iteration(uint64_t index, uint64_t start, uint64_t end, std::vector<uint64_t> stages) {
   Iteration it;
@@ -70,15 +73,6 @@ struct Listener {
     port = ntohs(address.sin_port);
   }
   ~Listener() { close(fd); }
-};
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char pattern[] = "/tmp/prism-join-test-XXXXXX";
-    path = mkdtemp(pattern);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
 };
 
 // The reference engine program with the agent loaded and dormant, killed on scope exit.

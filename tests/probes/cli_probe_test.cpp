@@ -13,23 +13,17 @@
 #include <thread>
 
 #include "../support/process.h"
+#include "../support/temp_dir.h"
 #include "prism/analysis/breakdown.h"
 
 extern char** environ;
 
 namespace {
 
+using prism::test::TempDir;
+
 const std::string kPrism = PRISM_CLI_PATH;
 const std::string kProgram = PRISM_NVTX_STAGE_PROGRAM;
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char pattern[] = "/tmp/prism-cli-probe-XXXXXX";
-    path = mkdtemp(pattern);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 bool exists(const std::string& path) {
   struct stat st;

@@ -2,7 +2,6 @@
 // known duration launched 40 times, each launch bracketed by CUDA events; the agent,
 // injected through CUDA_INJECTION64_PATH, records the same launches through CUPTI's
 // activity API. Skips (saying why) where there is no GPU.
-#include <dirent.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,33 +13,16 @@
 #include <catch2/catch.hpp>
 
 #include "../support/process.h"
+#include "../support/temp_dir.h"
 #include "prism/analysis/trace.h"
 
 namespace {
 
+using prism::test::TempDir;
+using prism::test::find_file_with_suffix;
+
 const std::string kAgent = PRISM_PROBE_AGENT;
 const std::string kProgram = PRISM_CUPTI_KERNEL_PROGRAM;
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char pattern[] = "/tmp/prism-cupti-test-XXXXXX";
-    path = mkdtemp(pattern);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
-std::string find_praw(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return {};
-  std::string found;
-  while (dirent* e = readdir(d)) {
-    const std::string name = e->d_name;
-    if (name.size() > 5 && name.substr(name.size() - 5) == ".praw") found = dir + "/" + name;
-  }
-  closedir(d);
-  return found;
-}
 
 struct Launch {
   long target_us = 0;
@@ -81,7 +63,7 @@ TEST_CASE("CUPTI kernel durations match CUDA events within 2%", "[probes][cupti]
   const std::vector<Launch> launches = parse_launches(result.out);
   REQUIRE(launches.size() == 40);
 
-  const std::string path = find_praw(dir.path);
+  const std::string path = find_file_with_suffix(dir.path, ".praw");
   REQUIRE_FALSE(path.empty());
   const prism::analysis::Trace trace = prism::analysis::read_raw_trace_file(path);
   CHECK(trace.dropped_gpu == 0);

@@ -1,6 +1,5 @@
 // The agent injected for real (NVTX_INJECTION64_PATH, LD_PRELOAD) into an
 // NVTX-annotated program whose own stage clock is the truth. No GPU needed.
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -20,6 +19,7 @@
 #include <thread>
 
 #include "../support/process.h"
+#include "../support/temp_dir.h"
 #include "prism/analysis/breakdown.h"
 #include "prism/analysis/export.h"
 #include "prism/analysis/session.h"
@@ -32,6 +32,9 @@ using prism::control::ProbeClient;
 
 namespace {
 
+using prism::test::TempDir;
+using prism::test::find_file_with_suffix;
+
 const std::string kAgent = PRISM_PROBE_AGENT;
 const std::string kProgram = PRISM_NVTX_STAGE_PROGRAM;
 const std::string kEngineProgram = PRISM_ENGINE_STAGE_PROGRAM;
@@ -41,27 +44,6 @@ constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
 #endif
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char pattern[] = "/tmp/prism-probe-test-XXXXXX";
-    path = mkdtemp(pattern);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
-std::string find_praw(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return {};
-  std::string found;
-  while (dirent* e = readdir(d)) {
-    const std::string name = e->d_name;
-    if (name.size() > 5 && name.substr(name.size() - 5) == ".praw") found = dir + "/" + name;
-  }
-  closedir(d);
-  return found;
-}
 
 struct ClockRow {
   uint64_t iteration;
@@ -152,7 +134,7 @@ TEST_CASE("Probe-measured stage times match the program's own stage clock", "[pr
       {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_START=1", "PRISM_PROBE_OUTPUT=" + dir.path,
        "PRISM_PROBE_DIR=" + dir.path + "/sock"});
   REQUIRE(result.exit_code == 0);
-  const std::string praw = find_praw(dir.path);
+  const std::string praw = find_file_with_suffix(dir.path, ".praw");
   REQUIRE_FALSE(praw.empty());
   const Trace trace = load_trace(praw);
   CHECK(trace.complete);
@@ -217,7 +199,7 @@ TEST_CASE(
   // every range holds one clock read and one record() that the truth leaves out. The program
   // measures that cost on a scratch clock; it is the truth instrument's cost, not the probe's.
   const double clock_cost = std::stod(result.out.substr(overhead_at + 18));
-  const std::string praw = find_praw(dir.path);
+  const std::string praw = find_file_with_suffix(dir.path, ".praw");
   REQUIRE_FALSE(praw.empty());
   const Trace trace = load_trace(praw);
   CHECK(trace.complete);
@@ -297,7 +279,7 @@ TEST_CASE("The reference engine runs unchanged with a dormant agent and records 
        "PRISM_PROBE_DIR=" + dir.path + "/sock"});
   REQUIRE(result.exit_code == 0);
   CHECK(result.out.find("tokens=16 ") != std::string::npos);
-  CHECK(find_praw(dir.path).empty());
+  CHECK(find_file_with_suffix(dir.path, ".praw").empty());
 }
 
 TEST_CASE("The engine's in-process A/B switches the agent on and off through its own socket",
@@ -332,7 +314,7 @@ TEST_CASE("A dormant agent records nothing and writes no trace", "[probes][injec
                                {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_OUTPUT=" + dir.path,
                                 "PRISM_PROBE_DIR=" + dir.path + "/sock"});
   REQUIRE(result.exit_code == 0);
-  CHECK(find_praw(dir.path).empty());
+  CHECK(find_file_with_suffix(dir.path, ".praw").empty());
   CHECK(result.err.empty());
 }
 
@@ -350,7 +332,7 @@ TEST_CASE("The agent also loads through LD_PRELOAD with no NVTX variable set",
       {"LD_PRELOAD=" + kAgent, "PRISM_PROBE_START=1", "PRISM_PROBE_OUTPUT=" + dir.path,
        "PRISM_PROBE_DIR=" + dir.path + "/sock"});
   REQUIRE(result.exit_code == 0);
-  const std::string praw = find_praw(dir.path);
+  const std::string praw = find_file_with_suffix(dir.path, ".praw");
   REQUIRE_FALSE(praw.empty());
   const Breakdown b = analyze(load_trace(praw), StageRules::builtin("prism"));
   CHECK(b.iterations.size() == 3);
@@ -368,7 +350,7 @@ TEST_CASE("Without a CUDA driver the agent records NVTX only and says why once",
   const auto first = result.err.find("GPU activity off");
   REQUIRE(first != std::string::npos);
   CHECK(result.err.find("GPU activity off", first + 1) == std::string::npos);
-  const Trace trace = load_trace(find_praw(dir.path));
+  const Trace trace = load_trace(find_file_with_suffix(dir.path, ".praw"));
   bool said = false;
   for (const auto& info : trace.info) said |= info.rfind("cupti=", 0) == 0;
   CHECK(said);
@@ -385,7 +367,7 @@ TEST_CASE("Full per-thread buffers drop events and the drops are counted exactly
        "PRISM_PROBE_DRAIN_MS=200", "PRISM_PROBE_OUTPUT=" + dir.path,
        "PRISM_PROBE_DIR=" + dir.path + "/sock"});
   REQUIRE(result.exit_code == 0);
-  const Trace trace = load_trace(find_praw(dir.path));
+  const Trace trace = load_trace(find_file_with_suffix(dir.path, ".praw"));
   CHECK(trace.complete);
   CHECK(trace.dropped_host > 0);
   CHECK(trace.event_count + trace.dropped_host == 2 * burst);
@@ -401,7 +383,7 @@ TEST_CASE("A target killed mid-capture leaves a partial trace that is read and m
       {"NVTX_INJECTION64_PATH=" + kAgent, "PRISM_PROBE_START=1", "PRISM_PROBE_DRAIN_MS=5",
        "PRISM_PROBE_OUTPUT=" + dir.path, "PRISM_PROBE_DIR=" + dir.path + "/sock"});
   REQUIRE(result.exit_code == 128 + SIGKILL);
-  const std::string praw = find_praw(dir.path);
+  const std::string praw = find_file_with_suffix(dir.path, ".praw");
   REQUIRE_FALSE(praw.empty());
   const Trace trace = load_trace(praw);
   CHECK_FALSE(trace.complete);

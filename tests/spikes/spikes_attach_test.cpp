@@ -20,17 +20,11 @@
 #include <nlohmann/json.hpp>
 
 #include "../support/process.h"
+#include "../support/temp_dir.h"
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char pattern[] = "/tmp/prism-spikes-attach-XXXXXX";
-    path = mkdtemp(pattern);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using prism::test::TempDir;
 
 bool exists(const std::string& path) {
   struct stat st;

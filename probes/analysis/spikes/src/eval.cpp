@@ -146,21 +146,18 @@ EvalReport evaluate(const RunSource& source, const EvalOptions& options) {
     for (double l : sustained) {
       for (double m : min_excess) {
         for (double k : options.thresholds) {
+          Detector tuned = *trained;
+          tuned.set_threshold(k);
+          tuned.set_min_excess_ns(m);
+          tuned.set_sustained_threshold(l);
+          tuned.set_stage_threshold(st);
           Score faults, clean;
           for (size_t i = 0; i < train_faults.size(); ++i) {
-            Detector d = *trained;
-            d.set_threshold(k);
-            d.set_min_excess_ns(m);
-            d.set_sustained_threshold(l);
-            d.set_stage_threshold(st);
+            Detector d = tuned;  // every run starts from the same trained state
             const DetectionResult r =
                 run_detector(d, train_faults[i], train_faults[i].handover_delay_ns);
             faults.merge(score_run(train_faults[i], r, options.scoring, true));
-            Detector c = *trained;
-            c.set_threshold(k);
-            c.set_min_excess_ns(m);
-            c.set_sustained_threshold(l);
-            c.set_stage_threshold(st);
+            Detector c = tuned;
             const DetectionResult rc =
                 run_detector(c, train_clean[i], train_clean[i].handover_delay_ns);
             clean.merge(score_run(train_clean[i], rc, options.scoring, false));
