@@ -16,9 +16,9 @@
 //       with one 200-byte chunk waiting: the MSG_PEEK alone, the TCP_INFO
 //       getsockopt, the SIOCINQ ioctl, and ReceiveStamper's peek + one check.
 // Counters are in microseconds (…_us), chunks per second and bytes.
+#include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
-#include <arpa/inet.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,8 +29,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>

@@ -17,8 +17,8 @@
 #include <fmt/core.h>
 
 #include "prism/baselines/gpu_datasheet.h"
-#include "prism/build_sha.h"
 #include "prism/baselines/machine_peaks.h"
+#include "prism/build_sha.h"
 #include "prism/results/run_file.h"
 
 #ifndef PRISM_CUDA_TOOLKIT_VERSION

@@ -194,11 +194,10 @@ Distribution summarize(std::span<const double> values, const MetricsOptions& opt
     // Where the order statistics cannot reach the confidence at all (p99 below 368 samples at
     // 95 %), the bootstrap's percentile interval would still give two numbers, but they cover
     // far less than claimed: the value alone then, as the store and reports show it.
-    const bool supported =
-        sorted.empty() || !(confidence > 0.0 && confidence < 1.0) || [&] {
-          const auto ranks = results::quantile_ci_ranks(sorted.size(), p / 100.0, confidence);
-          return !ranks.lower_clamped && !ranks.upper_clamped;
-        }();
+    const bool supported = sorted.empty() || !(confidence > 0.0 && confidence < 1.0) || [&] {
+      const auto ranks = results::quantile_ci_ranks(sorted.size(), p / 100.0, confidence);
+      return !ranks.lower_clamped && !ranks.upper_clamped;
+    }();
     Estimate e;
     if (supported) {
       e = results::quantile_with_ci(sorted, p / 100.0, options.bootstrap);

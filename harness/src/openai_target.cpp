@@ -398,12 +398,10 @@ struct OpenAiTarget::Impl {
   static constexpr std::int64_t kStampWindowNs = 50'000;
   std::int64_t arrival_of(const Transfer& t) {
     if (t.fd >= 0 && t.fd == stamped_fd) {
-      const bool covered = options.kernel_rx_timestamps
-                               ? stamper.covers(t.fd)
-                               : monotonic_ns() - peek_ns < kStampWindowNs;
+      const bool covered = options.kernel_rx_timestamps ? stamper.covers(t.fd)
+                                                        : monotonic_ns() - peek_ns < kStampWindowNs;
       if (covered) {
-        (stamped_by_kernel ? kernel_stamps : epoll_stamps)
-            .fetch_add(1, std::memory_order_relaxed);
+        (stamped_by_kernel ? kernel_stamps : epoll_stamps).fetch_add(1, std::memory_order_relaxed);
         return stamped_ns;
       }
       stamped_fd = -1;

@@ -568,7 +568,8 @@ TEST_CASE("A thread is pinned to a CPU it may use, and a CPU it may not use is r
   // A CPU this machine does not have (one outside the test's own mask may be
   // available: the mask is inherited, not the process's limit).
   const long configured = sysconf(_SC_NPROCESSORS_CONF);
-  const int missing = configured > 0 && configured < CPU_SETSIZE ? static_cast<int>(configured) : -1;
+  const int missing =
+      configured > 0 && configured < CPU_SETSIZE ? static_cast<int>(configured) : -1;
   REQUIRE(first >= 0);
   bool pinned = false, refused_negative = false, refused_beyond = false, refused_missing = true;
   int cpus_after = 0;
@@ -692,10 +693,10 @@ TEST_CASE("A peek's stamp covers the bytes waiting at the peek and none that cam
     // 1,000 bytes read before, 300 waiting at the peek (received 1,300).
     const auto c = PeekCover::after_peek(1'300, 300, true, 0);
     CHECK(c.limit == 1'300);
-    CHECK(c.covers_received(1'300));   // nothing arrived since: all reads covered
+    CHECK(c.covers_received(1'300));  // nothing arrived since: all reads covered
     CHECK_FALSE(c.covers_received(1'301));
-    CHECK(c.covers_consumed(1'000));   // 200 more arrived, none read yet
-    CHECK(c.covers_consumed(1'300));   // exactly the 300 waiting were read
+    CHECK(c.covers_consumed(1'000));        // 200 more arrived, none read yet
+    CHECK(c.covers_consumed(1'300));        // exactly the 300 waiting were read
     CHECK_FALSE(c.covers_consumed(1'301));  // one byte of the later segment was read
   }
   SECTION("bytes processed between the counter read and the peek are waiting, not covered") {
@@ -794,7 +795,7 @@ TEST_CASE("On a real socket, reads past the peek's bytes are not covered by its 
   pair.send_and_wait(200);
   auto peek = stamper.peek(pair.receiver);
   CHECK(peek.peeked == 200);
-  CHECK(peek.realtime_ns > 0);  // Linux stamps TCP segments
+  CHECK(peek.realtime_ns > 0);           // Linux stamps TCP segments
   CHECK(stamper.covers(pair.receiver));  // nothing arrived: the cheap test
   CHECK(stamper.counters().cheap_checks == 1);
 
@@ -945,8 +946,7 @@ class ScriptedSseServer {
   void send_chunk(std::size_t i) {
     static const std::string chunk = "data: {\"choices\":[{\"text\":\"tok\"}]}\n\n";
     sent_ns_[i].push_back(prism::harness::monotonic_ns());
-    REQUIRE(::send(conns_[i], chunk.data(), chunk.size(), 0) ==
-            static_cast<ssize_t>(chunk.size()));
+    REQUIRE(::send(conns_[i], chunk.data(), chunk.size(), 0) == static_cast<ssize_t>(chunk.size()));
   }
   void finish(std::size_t i) {
     static const std::string done = "data: [DONE]\n\n";
@@ -976,7 +976,8 @@ class ScriptedSseServer {
 
 }  // namespace
 
-TEST_CASE("A chunk written right after its socket's peek is stamped at read, not with the peek's stamp") {
+TEST_CASE(
+    "A chunk written right after its socket's peek is stamped at read, not with the peek's stamp") {
   // Stream B's chunk 1 waits 2 ms in its socket while the I/O thread is busy
   // (in stream A's event). When B's socket is then peeked, its chunk 2 is
   // written at once, before curl reads: it arrives microseconds after the
@@ -1004,8 +1005,8 @@ TEST_CASE("A chunk written right after its socket's peek is stamped at read, not
   OpenAiTarget target(options);
   prism::harness::LoadResult result;
   std::thread load([&] {
-    result = prism::harness::run_load(prism::test::open_loop_workload(2, 0.0, 3), target,
-                                      LoadOptions{});
+    result =
+        prism::harness::run_load(prism::test::open_loop_workload(2, 0.0, 3), target, LoadOptions{});
   });
   server.accept_requests(2);
   server.send_chunk(0);

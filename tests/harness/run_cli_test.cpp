@@ -149,7 +149,7 @@ TEST_CASE("prism serve-mock prints where it listens and records the truth at exi
   const fs::path dir = temp_dir("serve");
   const std::string record = (dir / "truth.json").string();
   std::vector<std::string> args{PRISM_CLI_PATH, "serve-mock", "--port", "0", "--duration", "0.2",
-                                "--record", record, "--ttft", "5", "--cpu", "0"};
+                                "--record",     record,       "--ttft", "5", "--cpu",      "0"};
   // cubic needs root unless allowed (net.ipv4.tcp_allowed_congestion_control); reno is allowed.
   const std::string congestion = prism::harness::unpaced_tcp_congestion();
   if (congestion.empty()) {

@@ -276,7 +276,8 @@ TEST_CASE("A large buffer is aligned as promised, and a moved-from one is empty"
   CHECK(moved.data() == p);
   CHECK(moved.bytes() == (std::size_t{2} << 20) + 8);
   CHECK(moved.as<double>()[0] == 1.5);
-  CHECK(big.data() == nullptr);  // NOLINT(bugprone-use-after-move): the moved-from state is the point
+  CHECK(big.data() ==
+        nullptr);  // NOLINT(bugprone-use-after-move): the moved-from state is the point
   CHECK(big.bytes() == 0);
   LargeBuffer assigned;
   assigned = std::move(moved);

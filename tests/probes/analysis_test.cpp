@@ -172,7 +172,8 @@ TEST_CASE("Pops before the capture began and ranges left open are counted, not i
   CHECK_FALSE(trace.ranges[1].open);
 }
 
-TEST_CASE("An iteration still running when the capture ended is marked open", "[probes][analysis]") {
+TEST_CASE("An iteration still running when the capture ended is marked open",
+          "[probes][analysis]") {
   RawWriter w;
   w.string(1, "engine_loop");
   w.push(0, 1, 1);

@@ -191,12 +191,13 @@ TEST_CASE("a lopsided interval is shown as its bounds, not as a symmetric ±") {
   CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown).find("500 ± 375") !=
         std::string::npos);
   runs[0].metrics["ttft.p50"] = est(0.5, 0.25, 1.0078125);
-  CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown)
-            .find("500 (250–1008)") != std::string::npos);
+  CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown).find("500 (250–1008)") !=
+        std::string::npos);
   // Bounds far smaller than the value keep their own digits.
   runs[0].metrics["ttft.p50"] = est(0.785, 0.0004, 5.670);
-  CHECK(render_table(build_table(runs, options()), TableFormat::kMarkdown)
-            .find("785 (0.400–5670)") != std::string::npos);
+  CHECK(
+      render_table(build_table(runs, options()), TableFormat::kMarkdown).find("785 (0.400–5670)") !=
+      std::string::npos);
   // An infinite bound is not shown as bounds (nor claimed in the footnote).
   runs[0].metrics["ttft.p50"] = est(0.785, 0.690, std::numeric_limits<double>::infinity());
   const auto infinite = build_table(runs, options());

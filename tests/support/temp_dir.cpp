@@ -29,8 +29,8 @@ std::string find_file_with_suffix(const std::string& dir, const std::string& suf
   std::string found;
   while (dirent* e = readdir(d)) {
     const std::string name = e->d_name;
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(),
-                                                    suffix) == 0)
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
       found = dir + "/" + name;
   }
   closedir(d);

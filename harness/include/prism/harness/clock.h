@@ -28,8 +28,8 @@ void minimize_timer_slack();
 // Pins the calling thread to one CPU (sched_setaffinity). Returns false, and
 // leaves the thread as it was, when cpu is negative or not available to this
 // process (offline, or outside its cpuset); a CPU outside the mask the thread
-// inherited from its creator is available. A pinned I/O thread and a pinned server do not steal each other's
-// core, so a measurement of one is not a measurement of the other.
+// inherited from its creator is available. A pinned I/O thread and a pinned server do not steal
+// each other's core, so a measurement of one is not a measurement of the other.
 bool pin_current_thread_to_cpu(int cpu);
 
 // Raises the soft open-file limit to the hard limit: 1,000 streams need more

@@ -36,8 +36,8 @@ struct PeekCover {
   // what the peek returned; whole_queue: the peek returned less than its
   // buffer, so it saw every waiting byte; consumed_floor (only used when it
   // did not): received - waiting read after the peek, received first.
-  static PeekCover after_peek(std::uint64_t received_before, std::uint64_t peeked,
-                              bool whole_queue, std::uint64_t consumed_floor);
+  static PeekCover after_peek(std::uint64_t received_before, std::uint64_t peeked, bool whole_queue,
+                              std::uint64_t consumed_floor);
   // Nothing arrived beyond the coverage: whatever was read, was covered.
   bool covers_received(std::uint64_t received_now) const { return received_now <= limit; }
   // The exact test: consumed_ceiling = received - waiting, waiting read first.
@@ -83,7 +83,8 @@ class ReceiveStamper {
   int fd_ = -1;
   PeekCover cover_;
   Counters counters_;
-  std::unique_ptr<char[]> buffer_;  // MSG_PEEK target: the kernel stamps the last segment it reaches
+  // MSG_PEEK target: the kernel stamps the last segment it reaches.
+  std::unique_ptr<char[]> buffer_;
 };
 
 // CLOCK_REALTIME minus CLOCK_MONOTONIC, to put the kernel's (realtime) stamps
