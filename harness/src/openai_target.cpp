@@ -1,6 +1,9 @@
 #include "prism/harness/openai_target.h"
 
 #include <curl/curl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -12,8 +15,10 @@
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -22,6 +27,7 @@
 #include <fmt/core.h>
 
 #include "prism/harness/clock.h"
+#include "prism/harness/http1.h"
 #include "prism/harness/receive_stamp.h"
 #include "prism/harness/sse_parser.h"
 
@@ -72,6 +78,30 @@ std::string endpoint_base(std::string url) {
   return url;
 }
 
+// Prism's own client for plain http:// without a proxy (libcurl reads the
+// proxy variables; this client does not) and without HTTP/2.
+bool proxy_configured() {
+  for (const char* name : {"http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') return true;
+  }
+  return false;
+}
+
+bool use_native_http(const OpenAiTargetOptions& o) {
+  const bool plain = o.url.size() >= 7 && o.url.compare(0, 7, "http://") == 0;
+  if (o.http_client == HttpClient::kCurl) return false;
+  if (o.http_client == HttpClient::kNative) {
+    if (!plain || o.http2) {
+      throw std::invalid_argument(
+          "http client 'native' speaks plain http:// HTTP/1.1 only; use 'curl' or 'auto' for " +
+          o.url + (o.http2 ? " with HTTP/2" : ""));
+    }
+    return true;
+  }
+  return plain && !o.http2 && !proxy_configured() && !parse_http_url(endpoint_base(o.url)).userinfo;
+}
+
 const char* role_name(Role role) {
   switch (role) {
     case Role::kSystem:
@@ -107,9 +137,20 @@ std::string error_message_from_body(const std::string& body) {
 
 }  // namespace
 
+// How a transfer ended on the wire; complete() turns it, with the status and
+// what the stream said, into done or an error of its class.
+struct Outcome {
+  bool ok = true;  // the response arrived whole
+  ErrorClass error_class = ErrorClass::kOther;
+  std::string message;
+};
+
+// Prism's own client: where a request is on its connection.
+enum class Phase : std::uint8_t { kConnecting, kSending, kReceiving };
+
 struct Transfer {
   void* impl = nullptr;  // the owning OpenAiTarget::Impl
-  CURL* easy = nullptr;
+  CURL* easy = nullptr;  // libcurl only
   curl_slist* header_list = nullptr;
   TargetRequest request;  // prompt kept until the status is known: a 400 may resend it as text
   std::string body;
@@ -125,9 +166,18 @@ struct Transfer {
   std::string error_body;
   std::size_t received = 0;
   std::int64_t last_arrival_ns = 0;  // stamp of the last bytes received
-  int fd = -1;                       // its socket, as curl last registered it
+  int fd = -1;                       // its socket (libcurl: as curl last registered it)
   bool released_request = false;     // body and prompt freed once the status was 200
   std::uint64_t epoch = 0;           // cancel_all() generation it belongs to
+  // Prism's own client.
+  Phase phase = Phase::kConnecting;
+  bool reused = false;           // sent on a kept-alive connection
+  bool retried = false;          // resent once on a fresh connection after a stale kept-alive one
+  std::string head;              // request head, kept with the body until the status is 200
+  std::size_t sent = 0;          // bytes of head + body written
+  std::int64_t deadline_ns = 0;  // whole request
+  std::int64_t connect_deadline_ns = 0;  // while connecting
+  Http1ResponseParser http;
 };
 
 struct OpenAiTarget::Impl {
@@ -154,6 +204,24 @@ struct OpenAiTarget::Impl {
   std::atomic<std::uint64_t> read_stamps{0};
   std::atomic<bool> io_thread_pinned{false};
 
+  // Prism's own HTTP/1.1 client (native): one read buffer for every socket,
+  // the sockets' owners by fd, kept-alive connections waiting for a request.
+  bool native = false;
+  HttpUrl origin;
+  std::vector<std::pair<std::string, std::string>> default_headers;
+  sockaddr_storage address{};
+  socklen_t address_length = 0;
+  std::string resolve_error;  // the host did not resolve: every request is a connect error
+  int native_timer_fd = -1;   // the earliest request or connect deadline
+  std::int64_t native_timer_due = std::numeric_limits<std::int64_t>::max();
+  std::vector<Transfer*> fd_owner;  // by fd: the request a native socket carries
+  std::vector<int> idle_connections;
+  static constexpr std::size_t kMaxIdleConnections = 4096;
+  static constexpr std::size_t kReadBufferBytes = 65536;
+  std::unique_ptr<char[]> read_buffer;
+  std::atomic<std::uint64_t> connections{0};
+  std::atomic<std::uint64_t> reused_connections{0};
+
   std::mutex mutex;
   std::condition_variable cancelled_cv;
   // Encoded on the submitting thread, so that building a long prompt's body
@@ -176,8 +244,18 @@ struct OpenAiTarget::Impl {
   std::atomic<std::uint64_t> bytes{0};
   std::atomic<std::uint64_t> in_flight{0};
 
-  explicit Impl(OpenAiTargetOptions o) : options(std::move(o)), base(endpoint_base(options.url)) {
+  explicit Impl(OpenAiTargetOptions o)
+      : options(std::move(o)), base(endpoint_base(options.url)), native(use_native_http(options)) {
     if (!options.detokenize) options.detokenize = synthetic_text;
+    if (native) {
+      origin = parse_http_url(base);
+      default_headers = {{"Content-Type", "application/json"}, {"Accept", "text/event-stream"}};
+      if (!options.api_key.empty()) {
+        default_headers.emplace_back("Authorization", "Bearer " + options.api_key);
+      }
+      // A bad header line is the caller's error now, not every request's later.
+      http1_request_head("/", origin.authority, default_headers, options.headers, 0);
+    }
   }
 
   // ---- wire format -------------------------------------------------------
@@ -294,6 +372,32 @@ struct OpenAiTarget::Impl {
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 4096L);
     if (options.http2) curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    if (native) open_native();
+  }
+
+  void open_native() {
+    native_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (native_timer_fd < 0) throw std::runtime_error("openai target: cannot create a timerfd");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = native_timer_fd;
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, native_timer_fd, &ev);
+    read_buffer.reset(new char[kReadBufferBytes]);
+    // Resolved once, here: a run talks to one server (libcurl caches it a minute).
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string port = std::to_string(origin.port);
+    const int rc = getaddrinfo(origin.host.c_str(), port.c_str(), &hints, &found);
+    if (rc != 0 || found == nullptr) {
+      resolve_error = fmt::format("cannot resolve host '{}': {}", origin.host, gai_strerror(rc));
+    } else {
+      std::memcpy(&address, found->ai_addr, found->ai_addrlen);
+      address_length = found->ai_addrlen;
+    }
+    if (found != nullptr) freeaddrinfo(found);
   }
 
   void close_all() {
@@ -303,7 +407,9 @@ struct OpenAiTarget::Impl {
     }
     pool.clear();
     if (multi != nullptr) curl_multi_cleanup(multi);
-    for (int fd : {epoll_fd, wake_fd, timer_fd}) {
+    for (int fd : idle_connections) ::close(fd);
+    idle_connections.clear();
+    for (int fd : {epoll_fd, wake_fd, timer_fd, native_timer_fd}) {
       if (fd >= 0) ::close(fd);
     }
     multi = nullptr;
@@ -427,6 +533,7 @@ struct OpenAiTarget::Impl {
   void release_request(Transfer& t) {
     t.released_request = true;
     std::string().swap(t.body);
+    std::string().swap(t.head);
     std::vector<Message>().swap(t.request.messages);
   }
 
@@ -438,14 +545,16 @@ struct OpenAiTarget::Impl {
 
   static size_t on_write(char* data, size_t size, size_t count, void* userp) {
     auto* t = static_cast<Transfer*>(userp);
-    return static_cast<Impl*>(t->impl)->receive(*t, std::string_view(data, size * count))
+    auto* self = static_cast<Impl*>(t->impl);
+    if (t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+    return self->receive(*t, std::string_view(data, size * count), self->arrival_of(*t))
                ? size * count
                : 0;
   }
 
-  // Returns false to abort the transfer (its error class is already set).
-  bool receive(Transfer& t, std::string_view bytes_in) {
-    const std::int64_t now = arrival_of(t);
+  // Body bytes of t's response that arrived at `now`. Returns false to abort
+  // the transfer (its error class is already set).
+  bool receive(Transfer& t, std::string_view bytes_in, std::int64_t now) {
     t.last_arrival_ns = now;
     t.received += bytes_in.size();
     bytes.fetch_add(bytes_in.size(), std::memory_order_relaxed);
@@ -454,7 +563,6 @@ struct OpenAiTarget::Impl {
       t.pending_message = fmt::format("response exceeded {} bytes", options.max_response_bytes);
       return false;
     }
-    if (t.status == 0) curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &t.status);
     if (t.status == 200 && t.token_ids) token_ids_accepted = true;
     if (t.status != 200) {
       const std::size_t room = options.max_error_body_bytes -
@@ -548,21 +656,345 @@ struct OpenAiTarget::Impl {
     return true;
   }
 
+  // ---- Prism's own HTTP/1.1 client -----------------------------------------
+  // epoll data: the fd in the low 32 bits, what it is in the high ones (0:
+  // the wake, timer and libcurl sockets).
+  static constexpr std::uint64_t kNativeActive = 1;
+  static constexpr std::uint64_t kNativeIdle = 2;
+
+  void watch(int fd, std::uint64_t kind, std::uint32_t events, bool add) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = (kind << 32) | static_cast<std::uint32_t>(fd);
+    epoll_ctl(epoll_fd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+  }
+
+  void own(int fd, Transfer* t) {
+    if (fd_owner.size() <= static_cast<std::size_t>(fd)) {
+      fd_owner.resize(static_cast<std::size_t>(fd) + 1, nullptr);
+    }
+    fd_owner[static_cast<std::size_t>(fd)] = t;
+    t->fd = fd;
+  }
+
+  // The transfer lets go of its socket: kept for the next request when the
+  // response ended cleanly on a kept-alive connection, else closed.
+  void drop_connection(Transfer* t, bool keep) {
+    const int fd = t->fd;
+    if (fd < 0) return;
+    fd_owner[static_cast<std::size_t>(fd)] = nullptr;
+    t->fd = -1;
+    if (keep && idle_connections.size() < kMaxIdleConnections) {
+      // Watched while idle: a server that closes it is noticed and it is closed here.
+      watch(fd, kNativeIdle, EPOLLIN | EPOLLRDHUP, false);
+      idle_connections.push_back(fd);
+      return;
+    }
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    ::close(fd);
+  }
+
+  void on_idle_event(int fd) {
+    // Nothing is due on an idle connection: data or a close both end it.
+    const auto it = std::find(idle_connections.begin(), idle_connections.end(), fd);
+    if (it == idle_connections.end()) return;
+    idle_connections.erase(it);
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    ::close(fd);
+  }
+
+  void arm_native_timer(std::int64_t due) {
+    if (due >= native_timer_due) return;
+    native_timer_due = due;
+    itimerspec spec{};
+    spec.it_value.tv_sec = due / 1'000'000'000;
+    spec.it_value.tv_nsec = due % 1'000'000'000;
+    if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
+    timerfd_settime(native_timer_fd, TFD_TIMER_ABSTIME, &spec, nullptr);
+  }
+
+  void launch_native(Transfer* t, const std::string& url) {
+    const std::int64_t now = monotonic_ns();
+    t->deadline_ns = now + s_to_ns(options.request_timeout_s);
+    t->http = Http1ResponseParser();
+    auto headers = default_headers;
+    headers.emplace_back("X-Request-Id", fmt::format("prism-{}", t->request.id));
+    t->head = http1_request_head(parse_http_url(url).path, origin.authority, headers,
+                                 options.headers, t->body.size());
+    active.insert(t);
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+    arm_native_timer(t->deadline_ns);
+    connect_native(t, now);
+  }
+
+  // Puts t on a kept-alive connection, or opens one.
+  void connect_native(Transfer* t, std::int64_t now) {
+    t->sent = 0;
+    t->http = Http1ResponseParser();
+    if (!idle_connections.empty() && !t->retried) {
+      const int fd = idle_connections.back();
+      idle_connections.pop_back();
+      own(fd, t);
+      t->reused = true;
+      reused_connections.fetch_add(1, std::memory_order_relaxed);
+      watch(fd, kNativeActive, EPOLLIN | EPOLLOUT | EPOLLRDHUP, false);
+      start_sending(t);
+      return;
+    }
+    t->reused = false;
+    if (!resolve_error.empty()) {
+      fail_native(t, ErrorClass::kConnect, resolve_error);
+      return;
+    }
+    const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      fail_native(t, ErrorClass::kConnect,
+                  fmt::format("cannot open a socket: {}", std::strerror(errno)));
+      return;
+    }
+    connections.fetch_add(1, std::memory_order_relaxed);
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (options.kernel_rx_timestamps) ReceiveStamper::enable(fd);
+    own(fd, t);
+    watch(fd, kNativeActive, EPOLLIN | EPOLLOUT | EPOLLRDHUP, true);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), address_length) == 0) {
+      start_sending(t);
+      return;
+    }
+    if (errno != EINPROGRESS) {
+      fail_native(t, ErrorClass::kConnect, connect_message(errno));
+      return;
+    }
+    t->phase = Phase::kConnecting;
+    t->connect_deadline_ns = now + s_to_ns(options.connect_timeout_s);
+    arm_native_timer(t->connect_deadline_ns);
+  }
+
+  std::string connect_message(int error) const {
+    return fmt::format("cannot connect to {}: {}", origin.authority, std::strerror(error));
+  }
+
+  void start_sending(Transfer* t) {
+    t->phase = Phase::kSending;
+    sink->on_sent(t->request.id, monotonic_ns());
+    send_more(t);
+  }
+
+  // Writes what the socket takes; false when the request ended (an error).
+  bool send_more(Transfer* t) {
+    const std::size_t total = t->head.size() + t->body.size();
+    while (t->sent < total) {
+      iovec iov[2];
+      int count = 0;
+      if (t->sent < t->head.size()) {
+        iov[count++] = {t->head.data() + t->sent, t->head.size() - t->sent};
+        iov[count++] = {t->body.data(), t->body.size()};
+      } else {
+        const std::size_t at = t->sent - t->head.size();
+        iov[count++] = {t->body.data() + at, t->body.size() - at};
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<std::size_t>(count);
+      const ssize_t n = ::sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return true;  // EPOLLOUT resumes it
+        const int error = errno;
+        if (retry_on_fresh_connection(t)) return false;
+        fail_native(t, ErrorClass::kConnect,
+                    fmt::format("cannot send the request: {}", std::strerror(error)));
+        return false;
+      }
+      t->sent += static_cast<std::size_t>(n);
+    }
+    t->phase = Phase::kReceiving;
+    watch(t->fd, kNativeActive, EPOLLIN | EPOLLRDHUP, false);
+    return true;
+  }
+
+  // A kept-alive connection the server had closed (or closes as the request
+  // goes out) fails before any response byte: the request is sent again on
+  // a new connection, once, as libcurl does. True when it was.
+  bool retry_on_fresh_connection(Transfer* t) {
+    if (!t->reused || t->retried || t->http.bytes_seen() > 0) return false;
+    drop_connection(t, false);
+    t->retried = true;
+    connect_native(t, monotonic_ns());
+    return true;
+  }
+
+  void fail_native(Transfer* t, ErrorClass error_class, std::string message) {
+    drop_connection(t, false);
+    complete(t, Outcome{false, error_class, std::move(message)});
+  }
+
+  void on_native_event(Transfer* t, std::uint32_t ev) {
+    if (t->phase == Phase::kConnecting) {
+      if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
+      int error = 0;
+      socklen_t length = sizeof error;
+      if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+      if (error != 0) {
+        fail_native(t, ErrorClass::kConnect, connect_message(error));
+        return;
+      }
+      start_sending(t);
+      if (t->fd < 0) return;  // ended while sending
+    } else if (t->phase == Phase::kSending && (ev & EPOLLOUT) != 0) {
+      if (!send_more(t)) return;
+    }
+    if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) read_native(t);
+  }
+
+  // The stamp of bytes a recvmsg() just returned: the kernel's for the
+  // newest segment read (never after `read_ns`), else `read_ns`.
+  std::int64_t stamp_of_read(msghdr& msg, std::int64_t read_ns) {
+    if (!options.kernel_rx_timestamps) {
+      epoll_stamps.fetch_add(1, std::memory_order_relaxed);
+      return read_ns;
+    }
+    const std::int64_t realtime = receive_stamp_of(msg);
+    if (realtime >= 0) {
+      const std::int64_t stamp = realtime - realtime_minus_monotonic_ns;
+      if (stamp <= read_ns + 1000 && stamp > read_ns - std::int64_t{60'000'000'000}) {
+        kernel_stamps.fetch_add(1, std::memory_order_relaxed);
+        return std::min(stamp, read_ns);
+      }
+    }
+    read_stamps.fetch_add(1, std::memory_order_relaxed);
+    return read_ns;
+  }
+
+  void read_native(Transfer* t) {
+    while (true) {
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+      iovec iov{read_buffer.get(), kReadBufferBytes};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      const ssize_t n = ::recvmsg(t->fd, &msg, MSG_DONTWAIT);
+      const std::int64_t read_ns = monotonic_ns();
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        end_of_stream(t, fmt::format("receive failed: {}", std::strerror(errno)));
+        return;
+      }
+      if (n == 0) {
+        end_of_stream(t, {});
+        return;
+      }
+      const std::int64_t stamp = stamp_of_read(msg, read_ns);
+      std::string_view input(read_buffer.get(), static_cast<std::size_t>(n));
+      if (!parse_native(t, input, stamp)) return;                  // the request ended
+      if (static_cast<std::size_t>(n) < kReadBufferBytes) return;  // the socket was drained
+    }
+  }
+
+  // Feeds what was read to the response parser and the stream; false when
+  // the request ended.
+  bool parse_native(Transfer* t, std::string_view input, std::int64_t stamp) {
+    while (true) {
+      std::string_view body;
+      switch (t->http.next(input, body)) {
+        case Http1ResponseParser::Event::kNeedMore:
+          return true;
+        case Http1ResponseParser::Event::kHead:
+          t->status = t->http.status();
+          if (t->status == 200) release_request(*t);
+          break;
+        case Http1ResponseParser::Event::kBody:
+          if (!receive(*t, body, stamp)) {  // the stream refused it (its error is set)
+            drop_connection(t, false);
+            complete(t, Outcome{});
+            return false;
+          }
+          break;
+        case Http1ResponseParser::Event::kDone: {
+          // Reused only when the whole request went out and nothing follows.
+          const bool keep = t->http.keep_alive() && input.empty() && t->phase == Phase::kReceiving;
+          drop_connection(t, keep);
+          complete(t, Outcome{});
+          return false;
+        }
+        case Http1ResponseParser::Event::kError:
+          if (t->http.failure() == Http1ResponseParser::Failure::kOversizedHead) {
+            fail_native(t, ErrorClass::kOversized, t->http.error());
+          } else {
+            fail_native(t, ErrorClass::kOther, "malformed HTTP response: " + t->http.error());
+          }
+          return false;
+      }
+    }
+  }
+
+  // The server closed the connection (error: a reset or other receive error).
+  void end_of_stream(Transfer* t, std::string error) {
+    if (retry_on_fresh_connection(t)) return;
+    const auto event = t->http.at_eof();
+    if (event == Http1ResponseParser::Event::kDone && error.empty()) {
+      drop_connection(t, false);
+      complete(t, Outcome{});
+      return;
+    }
+    std::string message = error.empty() ? t->http.error() : error;
+    // As with libcurl: a cut before or inside a 200 response is a cut
+    // stream; inside an error response it is that status.
+    const ErrorClass error_class =
+        t->status == 0 || t->status == 200 ? ErrorClass::kStreamCut : ErrorClass::kHttpStatus;
+    fail_native(t, error_class, std::move(message));
+  }
+
+  void on_native_timer() {
+    std::uint64_t expirations;
+    [[maybe_unused]] const auto r = ::read(native_timer_fd, &expirations, sizeof expirations);
+    native_timer_due = std::numeric_limits<std::int64_t>::max();
+    const std::int64_t now = monotonic_ns();
+    std::int64_t next = std::numeric_limits<std::int64_t>::max();
+    std::vector<Transfer*> expired;
+    for (Transfer* t : active) {
+      const std::int64_t due = t->phase == Phase::kConnecting
+                                   ? std::min(t->deadline_ns, t->connect_deadline_ns)
+                                   : t->deadline_ns;
+      if (due <= now) {
+        expired.push_back(t);
+      } else {
+        next = std::min(next, due);
+      }
+    }
+    for (Transfer* t : expired) {
+      if (t->phase == Phase::kConnecting && t->connect_deadline_ns <= now) {
+        fail_native(t, ErrorClass::kConnect,
+                    fmt::format("no connection to {} within {} s", origin.authority,
+                                options.connect_timeout_s));
+      } else {
+        fail_native(t, ErrorClass::kTimeout,
+                    fmt::format("no complete response within {} s", options.request_timeout_s));
+      }
+    }
+    if (next != std::numeric_limits<std::int64_t>::max()) arm_native_timer(next);
+  }
+
   Transfer* acquire() {
     Transfer* t;
     if (!pool.empty()) {
       t = pool.back();
       pool.pop_back();
-      curl_easy_reset(t->easy);
+      if (t->easy != nullptr) curl_easy_reset(t->easy);
     } else {
       t = new Transfer;
       t->impl = this;
-      t->easy = curl_easy_init();
+      if (!native) t->easy = curl_easy_init();
     }
     return t;
   }
 
   void release(Transfer* t) {
+    if (native) drop_connection(t, false);  // normally let go of already
     if (t->header_list != nullptr) curl_slist_free_all(t->header_list);
     CURL* easy = t->easy;
     *t = Transfer{};
@@ -578,6 +1010,10 @@ struct OpenAiTarget::Impl {
     t->body = std::move(wire.body);
     t->token_ids = wire.token_ids;
     t->epoch = cancel_done;
+    if (native) {
+      launch_native(t, wire.url);
+      return;
+    }
     CURL* e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, wire.url.c_str());
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -623,18 +1059,60 @@ struct OpenAiTarget::Impl {
     curl_multi_add_handle(multi, e);
   }
 
+  // libcurl's end of a transfer, as an outcome.
   void finish(Transfer* t, CURLcode code) {
     curl_multi_remove_handle(multi, t->easy);
+    if (t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+    Outcome outcome;
+    if (code != CURLE_OK) {
+      outcome.ok = false;
+      switch (code) {
+        case CURLE_OPERATION_TIMEDOUT:
+          outcome.error_class = ErrorClass::kTimeout;
+          break;
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+          outcome.error_class = ErrorClass::kConnect;
+          break;
+        case CURLE_PARTIAL_FILE:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_HTTP2_STREAM:
+        case CURLE_HTTP2:
+          outcome.error_class =
+              t->status == 0 || t->status == 200 ? ErrorClass::kStreamCut : ErrorClass::kHttpStatus;
+          break;
+        case CURLE_SEND_ERROR:
+          outcome.error_class = t->status == 0 ? ErrorClass::kConnect : ErrorClass::kStreamCut;
+          break;
+        default:
+          outcome.error_class = ErrorClass::kOther;
+          break;
+      }
+      outcome.message =
+          code == CURLE_OPERATION_TIMEDOUT
+              ? fmt::format("no complete response within {} s", options.request_timeout_s)
+              : curl_easy_strerror(code);
+    }
+    complete(t, std::move(outcome));
+  }
+
+  // The end of a transfer (its connection already let go): done, resent as
+  // text, or an error of its class.
+  void complete(Transfer* t, Outcome outcome) {
     active.erase(t);
     in_flight.fetch_sub(1, std::memory_order_relaxed);
     const std::int64_t now = batch_ns;
-    if (t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
     TargetError error;
     error.http_status = static_cast<int>(t->status);
     if (t->pending_error != ErrorClass::kNone) {
       error.error_class = t->pending_error;
       error.message = t->pending_message;
-    } else if (code == CURLE_OK) {
+    } else if (outcome.ok) {
       if (t->status != 200) {
         if (t->token_ids && options.prompt_format == PromptFormat::kAuto &&
             (t->status == 400 || t->status == 422) && !token_ids_accepted) {
@@ -671,37 +1149,8 @@ struct OpenAiTarget::Impl {
         return;
       }
     } else {
-      switch (code) {
-        case CURLE_OPERATION_TIMEDOUT:
-          error.error_class = ErrorClass::kTimeout;
-          break;
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_COULDNT_RESOLVE_HOST:
-        case CURLE_COULDNT_RESOLVE_PROXY:
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-          error.error_class = ErrorClass::kConnect;
-          break;
-        case CURLE_PARTIAL_FILE:
-        case CURLE_RECV_ERROR:
-        case CURLE_GOT_NOTHING:
-        case CURLE_HTTP2_STREAM:
-        case CURLE_HTTP2:
-          error.error_class =
-              t->status == 0 || t->status == 200 ? ErrorClass::kStreamCut : ErrorClass::kHttpStatus;
-          break;
-        case CURLE_SEND_ERROR:
-          error.error_class = t->status == 0 ? ErrorClass::kConnect : ErrorClass::kStreamCut;
-          break;
-        default:
-          error.error_class = ErrorClass::kOther;
-          break;
-      }
-      error.message = curl_easy_strerror(code);
-      if (code == CURLE_OPERATION_TIMEDOUT) {
-        error.message = fmt::format("no complete response within {} s", options.request_timeout_s);
-      }
+      error.error_class = outcome.error_class;
+      error.message = std::move(outcome.message);
     }
     sink->on_error(t->request.id, now, t->usage, error);
     release(t);
@@ -711,7 +1160,11 @@ struct OpenAiTarget::Impl {
     const std::int64_t now = monotonic_ns();
     std::vector<Transfer*> victims(active.begin(), active.end());
     for (Transfer* t : victims) {
-      curl_multi_remove_handle(multi, t->easy);
+      if (native) {
+        drop_connection(t, false);
+      } else {
+        curl_multi_remove_handle(multi, t->easy);
+      }
       active.erase(t);
       in_flight.fetch_sub(1, std::memory_order_relaxed);
       TargetError error;
@@ -782,9 +1235,20 @@ struct OpenAiTarget::Impl {
         curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
       }
       for (int i = 0; i < n; ++i) {
-        const int fd = events[static_cast<std::size_t>(i)].data.fd;
+        const std::uint64_t data = events[static_cast<std::size_t>(i)].data.u64;
+        const int fd = static_cast<int>(data & 0xffffffffu);
         const std::uint32_t ev = events[static_cast<std::size_t>(i)].events;
-        if (fd == wake_fd) {
+        if ((data >> 32) == kNativeActive) {
+          // Events of a socket closed earlier in this batch find no owner.
+          Transfer* t = static_cast<std::size_t>(fd) < fd_owner.size()
+                            ? fd_owner[static_cast<std::size_t>(fd)]
+                            : nullptr;
+          if (t != nullptr) on_native_event(t, ev);
+        } else if ((data >> 32) == kNativeIdle) {
+          on_idle_event(fd);
+        } else if (fd == native_timer_fd) {
+          on_native_timer();
+        } else if (fd == wake_fd) {
           std::uint64_t value;
           [[maybe_unused]] const auto r = ::read(wake_fd, &value, sizeof value);
           take_submissions();
@@ -899,6 +1363,7 @@ nlohmann::json OpenAiTarget::description() const {
                       {"ignore_eos", o.send_ignore_eos},
                       {"continuous_usage_stats", o.continuous_usage_stats},
                       {"http2", o.http2},
+                      {"http_client", impl_->native ? "prism" : "libcurl"},
                       {"token_ids_refused", impl_->token_ids_refused.load()},
                       {"arrival_stamps", o.kernel_rx_timestamps ? "kernel" : "epoll"}};
   // Whether --io-cpu took effect: a run file should not claim an isolation it did not have.
@@ -913,6 +1378,10 @@ OpenAiTarget::Wire OpenAiTarget::encode(const TargetRequest& request) const {
   return impl_->encode(request, true);
 }
 
+bool OpenAiTarget::native_http() const {
+  return impl_->native;
+}
+
 OpenAiTarget::Stats OpenAiTarget::stats() const {
   Stats s;
   s.chunks = impl_->chunks.load();
@@ -923,6 +1392,8 @@ OpenAiTarget::Stats OpenAiTarget::stats() const {
   s.epoll_stamps = impl_->epoll_stamps.load();
   s.read_stamps = impl_->read_stamps.load();
   s.io_thread_pinned = impl_->io_thread_pinned.load();
+  s.connections = impl_->connections.load();
+  s.reused = impl_->reused_connections.load();
   if (impl_->io.joinable()) {
     clockid_t clock;
     timespec ts{};

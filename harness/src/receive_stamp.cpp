@@ -99,13 +99,19 @@ ReceiveStamper::Peek ReceiveStamper::peek(int fd) {
   cover_ = PeekCover::after_peek(received_before, peeked, whole_queue, consumed_floor);
   result.peeked = peeked;
   if (n <= 0) return result;
+  result.realtime_ns = receive_stamp_of(msg);
+  return result;
+}
+
+std::int64_t receive_stamp_of(msghdr& msg) {
+  std::int64_t stamp = -1;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_TIMESTAMPNS) continue;
     timespec ts;
     std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-    result.realtime_ns = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    stamp = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
   }
-  return result;
+  return stamp;
 }
 
 bool ReceiveStamper::covers(int fd) {

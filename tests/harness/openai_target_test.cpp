@@ -23,6 +23,7 @@
 #include "prism/harness/receive_stamp.h"
 #include "prism/results/run_file.h"
 
+using prism::harness::HttpClient;
 using prism::harness::LoadOptions;
 using prism::harness::MockServer;
 using prism::harness::MockServerOptions;
@@ -34,12 +35,17 @@ using prism::results::RequestStatus;
 
 namespace {
 
-OpenAiTargetOptions target_for(const MockServer& server) {
+OpenAiTargetOptions target_for(const MockServer& server, HttpClient client = HttpClient::kAuto) {
   OpenAiTargetOptions o;
   o.url = server.url();
   o.model = "prism-mock";
   o.request_timeout_s = 5;
+  o.http_client = client;
   return o;
+}
+
+const char* client_name(HttpClient client) {
+  return client == HttpClient::kCurl ? "client: libcurl" : "client: prism's own";
 }
 
 std::vector<Observation> run(OpenAiTargetOptions options, std::size_t requests,
@@ -53,7 +59,7 @@ Observation one_with_fault(const std::string& fault, MockServerOptions mock = {}
                            OpenAiTargetOptions tweak = {}) {
   MockServer server(mock);
   server.start();
-  auto options = target_for(server);
+  auto options = target_for(server, tweak.http_client);
   options.headers.push_back("X-Mock-Fault: " + fault);
   if (tweak.request_timeout_s != OpenAiTargetOptions{}.request_timeout_s) {
     options.request_timeout_s = tweak.request_timeout_s;
@@ -86,7 +92,9 @@ TEST_CASE(
   mock.itl_ms = 100;
   MockServer server(mock);
   server.start();
-  OpenAiTarget target(target_for(server));
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
+  OpenAiTarget target(target_for(server, client));
   const auto w = prism::test::open_loop_workload(2, 0.0, 3);
   const auto result = prism::harness::run_load(w, target, LoadOptions{});
   REQUIRE(result.observations.size() == 2);
@@ -211,7 +219,10 @@ TEST_CASE("Target spec parsing accepts openai:URL and names what is wrong otherw
 }
 
 TEST_CASE("A server that is down is a connect error") {
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
   OpenAiTargetOptions o;
+  o.http_client = client;
   o.url = "http://127.0.0.1:" + std::to_string(closed_port());
   o.model = "m";
   OpenAiTarget target(o);
@@ -225,9 +236,13 @@ TEST_CASE("A server that is down is a connect error") {
 }
 
 TEST_CASE("An HTTP error status is recorded with the server's message from the body") {
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
+  OpenAiTargetOptions tweak;
+  tweak.http_client = client;
   MockServerOptions mock;
   mock.error_status = 503;
-  const auto o = one_with_fault("error", mock);
+  const auto o = one_with_fault("error", mock, tweak);
   REQUIRE(o.status == RequestStatus::kError);
   REQUIRE(o.error == ErrorClass::kHttpStatus);
   REQUIRE(o.http_status == 503);
@@ -235,19 +250,30 @@ TEST_CASE("An HTTP error status is recorded with the server's message from the b
 }
 
 TEST_CASE("Malformed SSE data is a malformed_sse error") {
-  const auto o = one_with_fault("malformed");
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
+  OpenAiTargetOptions tweak;
+  tweak.http_client = client;
+  const auto o = one_with_fault("malformed", {}, tweak);
   REQUIRE(o.error == ErrorClass::kMalformedSse);
   REQUIRE_THAT(o.error_message, Catch::Contains("not a JSON object"));
 }
 
 TEST_CASE("A stream cut mid-response is a stream_cut error that keeps the tokens received") {
-  const auto o = one_with_fault("cut");
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
+  OpenAiTargetOptions tweak;
+  tweak.http_client = client;
+  const auto o = one_with_fault("cut", {}, tweak);
   REQUIRE(o.error == ErrorClass::kStreamCut);
   REQUIRE(o.token_times_s.size() == 4);  // the mock cuts after half of 8
 }
 
 TEST_CASE("A stalled stream ends at the per-request timeout as a timeout error") {
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
   OpenAiTargetOptions tweak;
+  tweak.http_client = client;
   tweak.request_timeout_s = 0.3;
   const auto o = one_with_fault("stall", {}, tweak);
   REQUIRE(o.error == ErrorClass::kTimeout);
@@ -255,26 +281,36 @@ TEST_CASE("A stalled stream ends at the per-request timeout as a timeout error")
 }
 
 TEST_CASE("An endless SSE line is an oversized error, not unbounded memory") {
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
   MockServerOptions mock;
   mock.oversized_bytes = std::size_t{2} << 20;
   OpenAiTargetOptions tweak;
+  tweak.http_client = client;
   tweak.max_event_bytes = 64 << 10;
   const auto o = one_with_fault("oversized", mock, tweak);
   REQUIRE(o.error == ErrorClass::kOversized);
 }
 
 TEST_CASE("A response larger than the byte limit is an oversized error") {
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
   OpenAiTargetOptions tweak;
+  tweak.http_client = client;
   tweak.max_response_bytes = 600;
   const auto o = one_with_fault("none", {}, tweak);
   REQUIRE(o.error == ErrorClass::kOversized);
 }
 
 TEST_CASE("Slow headers delay the first token but are not an error") {
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
+  OpenAiTargetOptions tweak;
+  tweak.http_client = client;
   MockServerOptions mock;
   mock.slow_header_ms = 150;
   mock.ttft_ms = 1;
-  const auto o = one_with_fault("slow-headers", mock);
+  const auto o = one_with_fault("slow-headers", mock, tweak);
   REQUIRE(o.status == RequestStatus::kOk);
   REQUIRE(o.token_times_s.front() - o.scheduled_s >= 0.15);
 }
@@ -289,7 +325,9 @@ TEST_CASE("With random faults the run goes on and every request is accounted for
   mock.seed = 3;
   MockServer server(mock);
   server.start();
-  const auto obs = run(target_for(server), 40, 6);
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
+  const auto obs = run(target_for(server, client), 40, 6);
   REQUIRE(obs.size() == 40);
   std::map<ErrorClass, int> classes;
   for (const auto& o : obs) ++classes[o.error];
@@ -317,7 +355,9 @@ TEST_CASE("Every fault class at once: each is recorded as its class and the run 
   mock.seed = 5;
   MockServer server(mock);
   server.start();
-  auto options = target_for(server);
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
+  auto options = target_for(server, client);
   // Ends the stalled streams; long enough that a loaded CI machine (ASan, parallel tests) does
   // not time out a request the mock served on schedule.
   options.request_timeout_s = 3.0;
@@ -522,6 +562,8 @@ TEST_CASE("The mock records when each chunk was due and when it was written, nev
 }
 
 TEST_CASE("Chunks are stamped with the kernel's receive time, or epoll's when that is turned off") {
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO(client_name(client));
   for (const bool kernel : {true, false}) {
     CAPTURE(kernel);
     MockServerOptions mock;
@@ -529,7 +571,7 @@ TEST_CASE("Chunks are stamped with the kernel's receive time, or epoll's when th
     mock.itl_ms = 40;
     MockServer server(mock);
     server.start();
-    auto options = target_for(server);
+    auto options = target_for(server, client);
     options.kernel_rx_timestamps = kernel;
     OpenAiTarget target(options);
     const auto w = prism::test::open_loop_workload(3, 0.0, 4);
@@ -840,7 +882,7 @@ OpenAiTarget::Stats stream_with_pause_after_peek(MockServerOptions mock, std::si
                                                  std::function<void(int)> pause) {
   MockServer server(mock);
   server.start();
-  auto options = target_for(server);
+  auto options = target_for(server, HttpClient::kCurl);  // the peek is libcurl's
   options.between_peek_and_read = std::move(pause);
   OpenAiTarget target(options);
   const auto w = prism::test::open_loop_workload(requests, 0.0, tokens);
@@ -989,6 +1031,7 @@ TEST_CASE(
   options.url = server.url();
   options.model = "m";
   options.request_timeout_s = 5;
+  options.http_client = HttpClient::kCurl;  // the peek is libcurl's
   options.between_peek_and_read = [&](int fd) {
     const std::size_t request = server.request_of(fd);
     if (step.load() == 1 && request == 0) {

@@ -1,16 +1,22 @@
 // The OpenAI-compatible HTTP target: /v1/completions and /v1/chat/completions
-// with SSE streaming, on libcurl's multi interface driven by one I/O thread
-// with epoll (curl_multi_socket_action): no thread per request, and a
-// thousand open streams cost a thousand sockets, not a thousand stacks.
+// with SSE streaming, driven by one I/O thread with epoll: no thread per
+// request, and a thousand open streams cost a thousand sockets, not a
+// thousand stacks. Plain http:// goes through Prism's own HTTP/1.1 client
+// (http1.h: keep-alive connections, one read buffer for all streams, under
+// 1 KB per idle stream); https://, HTTP/2 and proxies through libcurl's
+// multi interface (curl_multi_socket_action) on the same thread.
 //
 // Timestamps: a chunk is stamped with the time its bytes reached this host's
-// TCP stack: the kernel's software receive timestamp (SO_TIMESTAMPNS), read
-// with a MSG_PEEK just before curl reads the socket, so neither the I/O
-// thread's wake-up nor its work on other streams delays the stamp. Bytes that
-// arrive after the peek are stamped when curl hands them over (the socket's
-// byte counters tell them apart: receive_stamp.h), so a stamp is late at
-// worst, never early. Where the kernel gives no stamp, the peek's time; with
-// kernel_rx_timestamps off, the time epoll reported the socket readable.
+// TCP stack: the kernel's software receive timestamp (SO_TIMESTAMPNS), so
+// neither the I/O thread's wake-up nor its work on other streams delays the
+// stamp. Prism's client gets it from the recvmsg() that reads the bytes: the
+// stamp of the newest segment read, so older bytes in the same read are late,
+// never early. With libcurl it is read with a MSG_PEEK just before curl reads
+// the socket, and bytes that arrive after the peek are stamped when curl
+// hands them over (the socket's byte counters tell them apart:
+// receive_stamp.h). Where the kernel gives no stamp, the read's (or peek's)
+// time; with kernel_rx_timestamps off, the time the bytes were read (libcurl:
+// when epoll reported the socket readable).
 #pragma once
 
 #include <cstddef>
@@ -39,6 +45,12 @@ enum class PromptFormat {
   kText,      // detokenized text
 };
 
+enum class HttpClient {
+  kAuto,    // Prism's own HTTP/1.1 client for plain http:// (no proxy, no HTTP/2), else libcurl
+  kCurl,    // libcurl for every URL
+  kNative,  // Prism's own HTTP/1.1 client; refused for https://, a proxy or HTTP/2
+};
+
 struct OpenAiTargetOptions {
   std::string url;  // base URL, e.g. http://127.0.0.1:8000 or https://host/v1
   std::string model;
@@ -58,7 +70,10 @@ struct OpenAiTargetOptions {
   bool verify_tls = true;
   std::string ca_file;  // PEM bundle for private CAs
   bool http2 = false;   // negotiate HTTP/2 over TLS (multiplexed streams)
-  // curl's per-transfer receive buffer. SSE chunks are a few hundred bytes,
+  // Which client speaks HTTP (http1.h says why Prism has its own).
+  HttpClient http_client = HttpClient::kAuto;
+  // libcurl's per-transfer receive buffer (Prism's own client reads every
+  // socket into one 64 KB buffer per I/O thread). SSE chunks are a few hundred bytes,
   // so curl's minimum keeps an idle stream cheap (3 KB less than 4096).
   long receive_buffer_bytes = 1024;
   // Stamp chunks with the kernel's receive time (see above); false: with the
@@ -73,7 +88,7 @@ struct OpenAiTargetOptions {
   // Counts tokens in a chunk's text (a tokenizer); without it, one per chunk
   // and the final usage re-attributes.
   std::function<std::uint32_t(std::string_view)> count_tokens;
-  // Testing: runs on the I/O thread between the kernel-stamp peek of a
+  // Testing (libcurl only): runs on the I/O thread between the kernel-stamp peek of a
   // socket and curl's read of it, so a test can make bytes arrive in that
   // window (they must not get the peek's older stamp).
   std::function<void(int socket)> between_peek_and_read;
@@ -106,6 +121,8 @@ class OpenAiTarget final : public Target {
     bool token_ids = false;
   };
   Wire encode(const TargetRequest& request) const;
+  // Whether Prism's own HTTP/1.1 client speaks to this URL (else libcurl).
+  bool native_http() const;
 
   struct Stats {
     std::uint64_t chunks = 0;  // SSE data events received
@@ -114,9 +131,11 @@ class OpenAiTarget final : public Target {
     bool token_ids_refused = false;   // auto prompt format fell back to text
     double io_thread_cpu_s = 0;       // CPU time the I/O thread has used
     std::uint64_t kernel_stamps = 0;  // pieces of response stamped with the kernel's receive time
-    std::uint64_t epoll_stamps = 0;   // pieces stamped with epoll's return time (no kernel stamp)
-    std::uint64_t read_stamps = 0;  // pieces that came after their socket's stamp: stamped at read
-    bool io_thread_pinned = false;  // io_cpu was asked for and the I/O thread runs there
+    std::uint64_t epoll_stamps = 0;   // pieces stamped in user space (kernel_rx_timestamps off)
+    std::uint64_t read_stamps = 0;    // pieces with no kernel stamp for them: stamped at read
+    std::uint64_t connections = 0;    // TCP connections opened (Prism's client; 0 with libcurl)
+    std::uint64_t reused = 0;         // requests sent on a kept-alive connection (Prism's client)
+    bool io_thread_pinned = false;    // io_cpu was asked for and the I/O thread runs there
   };
   Stats stats() const;
 

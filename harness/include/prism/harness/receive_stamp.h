@@ -26,6 +26,8 @@
 #include <cstdint>
 #include <memory>
 
+#include <sys/socket.h>
+
 namespace prism::harness {
 
 // The pure accounting (stream offsets in bytes from the connection's start).
@@ -94,6 +96,11 @@ class ReceiveStamper {
 // bracket, never early: a thread preempted between two plain reads would
 // otherwise shift every stamp of that epoll round early by the preemption.
 std::int64_t realtime_minus_monotonic_ns();
+
+// The SO_TIMESTAMPNS stamp (CLOCK_REALTIME, ns) a recvmsg() returned in its
+// control data, -1 when none. For a TCP read (peek or not) it is the stamp of
+// the last segment the read took bytes from: the newest of the bytes returned.
+std::int64_t receive_stamp_of(msghdr& msg);
 
 // tcpi_bytes_received of a TCP socket; false when it cannot be read.
 bool tcp_bytes_received(int fd, std::uint64_t& received);
