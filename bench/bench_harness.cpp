@@ -1,5 +1,7 @@
 // Harness accuracy and capacity against the calibrated mock server, side by
 // side on one machine:
+// Each runs with Prism's own HTTP/1.1 client (the default for http://) or,
+// where an argument says so, libcurl (what https:// and HTTP/2 use).
 //   BM_TimingAccuracy/streams/itl_us  harness-stamped token arrivals vs the
 //       mock's own write() times (same CLOCK_MONOTONIC): TTFT error is the
 //       first token's stamp minus its send time; ITL error compares each gap.
@@ -10,8 +12,9 @@
 //       request fully read) is what the client added to TTFT (build, encode,
 //       send, stamp); lateness is sent − due; the background streams' ITL error
 //       shows whether launching a long request disturbs everyone else's stamps.
-//   BM_IdleStreamMemory/streams        heap and RSS per open, idle stream
-//       (request sent, no token yet) with the mock in a separate process.
+//   BM_IdleStreamMemory/streams/client/curl_buffer  heap and RSS per open,
+//       idle stream (request sent, headers received, no token yet) with the
+//       mock in a separate process.
 //   BM_StampSyscall/kind  what stamping costs per event on a loopback socket
 //       with one 200-byte chunk waiting: the MSG_PEEK alone, the TCP_INFO
 //       getsockopt, the SIOCINQ ioctl, and ReceiveStamper's peek + one check.
@@ -228,6 +231,24 @@ std::pair<int, int> split_cpus() {
   return {cpus[0], cpus[1]};
 }
 
+// Time the hypervisor ran something else on this CPU (/proc/stat "steal"),
+// in ms: on a shared VM it stalls the mock and the I/O thread alike, which no
+// client can stamp around. -1 when it cannot be read.
+double steal_ms(int cpu) {
+  std::ifstream stat("/proc/stat");
+  const std::string want = "cpu" + std::to_string(cpu);
+  std::string name;
+  while (stat >> name) {
+    if (name == want) {
+      long long v[8] = {};
+      for (auto& x : v) stat >> x;
+      return static_cast<double>(v[7]) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+    stat.ignore(4096, '\n');
+  }
+  return -1;
+}
+
 void BM_TimingAccuracy(benchmark::State& state) {
   const auto streams = static_cast<std::size_t>(state.range(0));
   const double itl_ms = static_cast<double>(state.range(1)) / 1000.0;
@@ -238,7 +259,10 @@ void BM_TimingAccuracy(benchmark::State& state) {
   // keeps the system's congestion control (BBR here: paced sends).
   const std::string congestion =
       state.range(4) != 0 ? prism::harness::unpaced_tcp_congestion() : "";
-  state.SetLabel(congestion.empty() ? "system congestion control" : congestion);
+  const auto client = state.range(5) != 0 ? prism::harness::HttpClient::kCurl
+                                           : prism::harness::HttpClient::kNative;
+  state.SetLabel((congestion.empty() ? std::string("system congestion control") : congestion) +
+                 (client == prism::harness::HttpClient::kCurl ? ", libcurl" : ", prism client"));
   const auto [mock_cpu, io_cpu] = split_cpus();
   cpu_set_t original;
   sched_getaffinity(0, sizeof original, &original);
@@ -254,15 +278,19 @@ void BM_TimingAccuracy(benchmark::State& state) {
     options.request_timeout_s = 120;
     options.io_cpu = io_cpu;
     options.kernel_rx_timestamps = kernel_stamps;
+    options.http_client = client;
     OpenAiTarget target(options);
     // The scheduler thread shares the mock's CPU: after the starts it only
     // sleeps, and it must not wake on the I/O thread's core.
     prism::harness::pin_current_thread_to_cpu(mock_cpu);
     // Starts spread over one ITL, so chunks are due evenly rather than in bursts.
     const auto w = streams_workload(streams, itl_ms / 1000.0, tokens);
+    const double steal_io_before = steal_ms(io_cpu), steal_mock_before = steal_ms(mock_cpu);
     const auto t0 = prism::harness::monotonic_ns();
     const auto result = prism::harness::run_load(w, target, LoadOptions{});
     const double wall = prism::harness::ns_to_s(prism::harness::monotonic_ns() - t0);
+    state.counters["steal_io_cpu_ms"] = steal_ms(io_cpu) - steal_io_before;
+    state.counters["steal_mock_cpu_ms"] = steal_ms(mock_cpu) - steal_mock_before;
     sched_setaffinity(0, sizeof original, &original);
     const auto stats = target.stats();
     const auto records = server.stop_and_collect();
@@ -503,7 +531,10 @@ void BM_IdleStreamMemory(benchmark::State& state) {
     OpenAiTargetOptions options;
     options.url = "http://127.0.0.1:" + std::to_string(port);
     options.model = "prism-mock";
-    options.receive_buffer_bytes = state.range(1);
+    options.http_client = state.range(1) != 0 ? prism::harness::HttpClient::kCurl
+                                              : prism::harness::HttpClient::kNative;
+    options.receive_buffer_bytes = state.range(2);
+    state.SetLabel(state.range(1) != 0 ? "libcurl" : "prism client");
     OpenAiTarget target(options);
     constexpr std::size_t kEarly = 16;
     const auto w = streams_workload(streams, 0.0, 4, 1.0, kEarly);
@@ -604,19 +635,23 @@ void BM_StampSyscall(benchmark::State& state) {
 
 BENCHMARK(BM_StampSyscall)->DenseRange(0, 3)->Unit(benchmark::kNanosecond);
 
-// {streams, itl in microseconds, tokens per stream, kernel receive stamps, mock sends unpaced}
+// {streams, itl in microseconds, tokens per stream, kernel receive stamps,
+//  mock sends unpaced, client (0 Prism's, 1 libcurl)}
 BENCHMARK(BM_TimingAccuracy)
-    ->Args({256, 20000, 50, 1, 1})
-    ->Args({256, 10000, 100, 1, 1})
-    ->Args({256, 5000, 200, 1, 1})
-    ->Args({1000, 40000, 30, 1, 1})
-    ->Args({1000, 20000, 50, 1, 1})
-    ->Args({1000, 10000, 60, 1, 1})
-    ->Args({1000, 6667, 80, 1, 1})
-    ->Args({1000, 5000, 100, 1, 1})
-    ->Args({256, 20000, 50, 0, 1})
-    ->Args({256, 5000, 200, 1, 0})
-    ->Args({1000, 20000, 50, 0, 1})
+    ->Args({256, 20000, 50, 1, 1, 0})
+    ->Args({256, 10000, 100, 1, 1, 0})
+    ->Args({256, 5000, 200, 1, 1, 0})
+    ->Args({1000, 40000, 30, 1, 1, 0})
+    ->Args({1000, 20000, 50, 1, 1, 0})
+    ->Args({1000, 10000, 60, 1, 1, 0})
+    ->Args({1000, 6667, 80, 1, 1, 0})
+    ->Args({1000, 5000, 100, 1, 1, 0})
+    ->Args({256, 20000, 50, 0, 1, 0})
+    ->Args({256, 5000, 200, 1, 0, 0})
+    ->Args({1000, 20000, 50, 0, 1, 0})
+    ->Args({256, 10000, 100, 1, 1, 1})
+    ->Args({1000, 40000, 30, 1, 1, 1})
+    ->Args({1000, 20000, 50, 1, 1, 1})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
@@ -629,11 +664,11 @@ BENCHMARK(BM_LongContext)
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-// {streams, curl receive buffer bytes}
+// {streams, client (0 Prism's, 1 libcurl), libcurl receive buffer bytes}
 BENCHMARK(BM_IdleStreamMemory)
-    ->Args({1000, 1024})
-    ->Args({1000, 4096})
-    ->Args({1000, 16384})
+    ->Args({1000, 0, 1024})
+    ->Args({1000, 1, 1024})
+    ->Args({1000, 1, 16384})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 

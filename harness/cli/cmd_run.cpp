@@ -212,6 +212,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     bool no_ignore_eos = false;
     bool continuous_usage = false;
     bool http2 = false;
+    std::string http_client = "auto";
     int io_cpu = -1;
     bool user_space_stamps = false;
     std::string extra_body;
@@ -271,6 +272,10 @@ void add_run_command(CLI::App& app, int& exit_code) {
       "--continuous-usage", o->continuous_usage,
       "Ask for per-chunk usage (vLLM continuous_usage_stats): exact token counts per chunk");
   cmd->add_flag("--http2", o->http2, "Use HTTP/2 over TLS");
+  cmd->add_option("--http-client", o->http_client,
+                  "auto (Prism's own for plain http://, libcurl for https://, HTTP/2 or a proxy), "
+                  "prism or curl")
+      ->check(CLI::IsMember({"auto", "prism", "curl"}));
   cmd->add_option("--io-cpu", o->io_cpu,
                   "Pin the I/O thread to this CPU (keep the server under test off it)");
   cmd->add_flag("--user-space-stamps", o->user_space_stamps,
@@ -348,6 +353,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
     spec.target.send_ignore_eos = !o->no_ignore_eos;
     spec.target.continuous_usage_stats = o->continuous_usage;
     spec.target.http2 = o->http2;
+    spec.target.http_client = o->http_client == "prism"  ? harness::HttpClient::kNative
+                              : o->http_client == "curl" ? harness::HttpClient::kCurl
+                                                         : harness::HttpClient::kAuto;
     spec.target.io_cpu = o->io_cpu;
     spec.target.kernel_rx_timestamps = !o->user_space_stamps;
     spec.target.request_timeout_s = o->timeout;

@@ -195,3 +195,34 @@ TEST_CASE("prism run with user-space stamps measures the same run") {
   REQUIRE_THAT(r.out, Catch::Contains("3 ok, 0 failed"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("prism run speaks through either HTTP client, records which, and refuses a bad choice") {
+  prism::harness::MockServerOptions mock;
+  mock.ttft_ms = 2;
+  mock.itl_ms = 1;
+  prism::harness::MockServer server(mock);
+  server.start();
+  const fs::path dir = temp_dir("client");
+  const std::string workload = write_workload(dir, prism::test::open_loop_workload(3, 0.0, 2));
+  for (const auto& [choice, recorded] : std::vector<std::pair<std::string, std::string>>{
+           {"auto", "prism"}, {"prism", "prism"}, {"curl", "libcurl"}}) {
+    INFO(choice);
+    const std::string out = (dir / (choice + ".json")).string();
+    const auto r =
+        run_process({PRISM_CLI_PATH, "run", "--target", "openai:" + server.url(), "--model",
+                     "prism-mock", "--workload", workload, "--http-client", choice, "-o", out});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.out, Catch::Contains("3 ok, 0 failed"));
+    const auto run = prism::results::read_run_file(out);
+    REQUIRE(run.target["http_client"] == recorded);
+  }
+  const auto tls = run_process({PRISM_CLI_PATH, "run", "--target", "openai:https://127.0.0.1:1",
+                                "--model", "m", "--workload", workload, "--http-client", "prism"});
+  REQUIRE(tls.exit_code == 1);
+  REQUIRE_THAT(tls.err, Catch::Contains("plain http://"));
+  const auto bad = run_process({PRISM_CLI_PATH, "run", "--target", "openai:" + server.url(),
+                                "--model", "m", "--workload", workload, "--http-client", "h3"});
+  REQUIRE(bad.exit_code == 2);
+  fs::remove_all(dir);
+}
