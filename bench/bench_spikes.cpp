@@ -3,6 +3,25 @@
 // so alerts with flight-recorder windows are built and serialised too), one
 // iteration per benchmark iteration, as it would inside a live watcher.
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "prism/spikes/alerts.h"
 #include "prism/spikes/detector.h"
@@ -107,6 +126,134 @@ void BM_SloBurnAdd(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SloBurnAdd);
+
+#if defined(PRISM_SPIKE_STAGE_PROGRAM) && defined(PRISM_CLI_PATH) && defined(PRISM_PROBE_AGENT)
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+// End-to-end live alert latency of `prism attach --spikes`: from the end of an
+// injected slow iteration in the target (its own CLOCK_MONOTONIC, logged by
+// spike_stage_program --log) to the alert's JSON line arriving on prism's
+// stdout (stamped here as read). The target stalls "sample" by 2 ms once every
+// 500 iterations of ~0.2 ms; range(0) = capture seconds, range(1) = --poll ms.
+// --interval 1h: no snapshot is taken during the capture, only the live path.
+void BM_LiveAlertLatency(benchmark::State& state) {
+  const int seconds = static_cast<int>(state.range(0));
+  const std::string poll = std::to_string(state.range(1)) + "ms";
+  char dir_template[] = "/tmp/prism-live-latency-XXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  const std::string sock = dir + "/sock", ready = dir + "/ready", log = dir + "/stalls.log";
+  mkdir(sock.c_str(), 0700);
+  std::vector<double> latency_ms;
+  uint64_t stalls = 0, matched = 0, other_alerts = 0;
+  for (auto _ : state) {
+    const pid_t target = fork();
+    if (target == 0) {
+      setenv("NVTX_INJECTION64_PATH", PRISM_PROBE_AGENT, 1);
+      setenv("PRISM_PROBE_DIR", sock.c_str(), 1);
+      const std::string run_s = std::to_string(seconds + 5);
+      execl(PRISM_SPIKE_STAGE_PROGRAM, PRISM_SPIKE_STAGE_PROGRAM, "--seconds", run_s.c_str(),
+            "--ready", ready.c_str(), "--stall-every", "500", "--stall-len", "1", "--stall-us",
+            "2000", "--log", log.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    struct stat st {};
+    for (int i = 0; i < 1000 && stat(ready.c_str(), &st) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    int out[2];
+    if (pipe(out) != 0) {
+      state.SkipWithError("pipe failed");
+      break;
+    }
+    const pid_t prism = fork();
+    if (prism == 0) {
+      setenv("PRISM_PROBE_DIR", sock.c_str(), 1);
+      dup2(out[1], STDOUT_FILENO);
+      const int null = open("/dev/null", O_WRONLY);
+      dup2(null, STDERR_FILENO);
+      close(out[0]);
+      const std::string pid = std::to_string(target), duration = std::to_string(seconds) + "s";
+      const std::string trace = dir + "/trace";
+      execl(PRISM_CLI_PATH, PRISM_CLI_PATH, "attach", pid.c_str(), "--duration", duration.c_str(),
+            "--interval", "1h", "--no-gpu", "--spikes", "--poll", poll.c_str(), "-o", trace.c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(out[1]);
+    // Read as the bytes arrive; each complete line is stamped when its newline is read.
+    std::vector<std::pair<uint64_t, uint64_t>> opened;  // (alert's iteration end, arrival)
+    std::string pending;
+    char chunk[65536];
+    for (;;) {
+      const ssize_t n = read(out[0], chunk, sizeof(chunk));
+      if (n <= 0) break;
+      const uint64_t arrival = monotonic_ns();
+      pending.append(chunk, static_cast<size_t>(n));
+      size_t newline;
+      while ((newline = pending.find('\n')) != std::string::npos) {
+        const std::string line = pending.substr(0, newline);
+        pending.erase(0, newline + 1);
+        if (line.empty() || line[0] != '{') continue;
+        const auto alert = nlohmann::json::parse(line, nullptr, false);
+        if (alert.is_discarded() || alert.value("type", "") != "spike" ||
+            alert.value("phase", "") != "open")
+          continue;
+        opened.emplace_back(alert.value("end_ns", uint64_t{0}), arrival);
+      }
+    }
+    close(out[0]);
+    waitpid(prism, nullptr, 0);
+    kill(target, SIGKILL);
+    waitpid(target, nullptr, 0);
+    // Each stall that ended while alerts were flowing, matched to the open alert on it.
+    std::ifstream in(log);
+    std::string word;
+    uint64_t index = 0, end_ns = 0;
+    const uint64_t first = opened.empty() ? 0 : opened.front().first;
+    const uint64_t last = opened.empty() ? 0 : opened.back().first;
+    std::vector<char> used(opened.size(), 0);
+    while (in >> word >> index >> end_ns) {
+      if (end_ns < first || end_ns > last) continue;
+      ++stalls;
+      for (size_t a = 0; a < opened.size(); ++a) {
+        const uint64_t e = opened[a].first;
+        if (!used[a] && e <= end_ns && end_ns - e < 200'000) {
+          used[a] = 1;
+          ++matched;
+          latency_ms.push_back(static_cast<double>(opened[a].second - end_ns) / 1e6);
+          break;
+        }
+      }
+    }
+    for (char u : used) other_alerts += u ? 0 : 1;
+    unlink(log.c_str());
+    unlink(ready.c_str());
+  }
+  state.counters["p50_ms"] = percentile(latency_ms, 0.50);
+  state.counters["p99_ms"] = percentile(latency_ms, 0.99);
+  state.counters["max_ms"] = percentile(latency_ms, 1.0);
+  state.counters["stalls"] = static_cast<double>(stalls);
+  state.counters["alerted"] = static_cast<double>(matched);
+  state.counters["other_alerts"] = static_cast<double>(other_alerts);
+}
+BENCHMARK(BM_LiveAlertLatency)
+    ->Args({20, 2})
+    ->Args({20, 1})
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond);
+
+#endif
 
 }  // namespace
 

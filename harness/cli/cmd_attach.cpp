@@ -1,5 +1,7 @@
-// prism attach PID [--duration 10s] [--watch] [--rules R] [-o DIR] [--spikes [--alert-command CMD]]
-// With --spikes, alerts are raised while capturing, from each live snapshot.
+// prism attach PID [--duration 10s] [--watch] [--rules R] [-o DIR] [--spikes [--alert-command CMD]
+//                  [--poll 2ms]]
+// With --spikes, alerts are raised while capturing: every --poll the events that arrived are
+// fetched from the agent and each iteration they complete goes through the detector at once.
 #include <time.h>
 #include <unistd.h>
 
@@ -74,6 +76,7 @@ void add_attach_command(CLI::App& app, int& exit_code) {
     std::string output;
     bool spikes = false;
     std::string alert_command;
+    std::string poll = "2ms";
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
@@ -94,8 +97,11 @@ void add_attach_command(CLI::App& app, int& exit_code) {
                   "Output directory (default prism-attach-<pid>-<time>)");
   cmd->add_flag("--no-gpu", options->no_gpu, "Do not ask for GPU activity");
   cmd->add_flag("--spikes", options->spikes,
-                "Detect latency spikes while capturing: alerts as JSON lines as they are found "
-                "(each --interval), the rest at the end of the capture");
+                "Detect latency spikes while capturing: alerts as JSON lines within a few ms of "
+                "the iteration that raised them (new events are fetched every --poll)");
+  cmd->add_option("--poll", options->poll,
+                  "With --spikes: how often new events are fetched from the agent (1ms-1s)")
+      ->capture_default_str();
   cmd->add_option("--alert-command", options->alert_command,
                   "With --spikes: also pipe the alerts to this command's stdin (sh -c)");
   cmd->callback([options, &exit_code] {
@@ -107,12 +113,21 @@ void add_attach_command(CLI::App& app, int& exit_code) {
       attach.rules = options->rules;
       attach.output_dir = options->output;
       attach.gpu = !options->no_gpu;
+      uint64_t poll_ms = 0;
+      try {
+        poll_ms = analysis::parse_duration_ms(options->poll);
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("--poll: ") + e.what());
+      }
+      if (poll_ms < 1 || poll_ms > 1000)
+        throw std::invalid_argument("--poll " + options->poll + " must be between 1ms and 1s");
+      attach.live_poll_ms = poll_ms;
       std::signal(SIGINT, on_interrupt);
       attach.stop_requested = [] { return g_interrupted.load(); };
       const bool tty = isatty(STDOUT_FILENO) != 0;
 
-      // Spike alerts: each live snapshot's new iterations go through the
-      // detector as the capture grows, so alerts arrive while watching.
+      // Spike alerts: each iteration goes through the detector as soon as the
+      // live path has it whole, so alerts arrive while watching.
       std::unique_ptr<spikes::StreamSink> out;
       std::unique_ptr<spikes::CommandSink> command;
       spikes::FanoutSink sinks;
@@ -131,7 +146,7 @@ void add_attach_command(CLI::App& app, int& exit_code) {
         }
         sinks.add(&recent);
         watcher = std::make_unique<spikes::SpikeWatcher>(spikes::DetectorConfig{}, sinks);
-        attach.on_snapshot = [&watcher](const analysis::Breakdown& breakdown, double) {
+        attach.on_iterations = [&watcher](const analysis::Breakdown& breakdown, double) {
           watcher->feed(breakdown, monotonic_ns());
         };
       }
@@ -148,7 +163,7 @@ void add_attach_command(CLI::App& app, int& exit_code) {
       std::signal(SIGINT, SIG_DFL);
       recent.finish();
       if (watcher) {
-        // The final trace has what came after the last live snapshot.
+        // The final trace has what came after the last live poll.
         watcher->feed(result.breakdown, monotonic_ns());
         watcher->finish(monotonic_ns());
       }

@@ -75,6 +75,44 @@ TEST_CASE("The control parser rejects malformed requests and says why", "[probes
   CHECK_FALSE(parses("PRISM/1 start a b c d e f g h", nullptr, &error));
 }
 
+TEST_CASE("The events verb takes its three cursors, each once and in range", "[probes][protocol]") {
+  Request r;
+  REQUIRE(parses("PRISM/1 events", &r));
+  CHECK(r.verb == Verb::kEvents);
+  CHECK(r.since == 0);
+  CHECK(r.strings == 0);
+  CHECK(r.threads == 0);
+  REQUIRE(parses("PRISM/1 events since=123456789012345678 strings=1048576 threads=7", &r));
+  CHECK(r.since == 123456789012345678ull);
+  CHECK(r.strings == 1048576);
+  CHECK(r.threads == 7);
+  std::string error;
+  CHECK_FALSE(parses("PRISM/1 events since=1234567890123456789", nullptr, &error));
+  CHECK(error.find("since") != std::string::npos);
+  CHECK_FALSE(parses("PRISM/1 events strings=1048577", nullptr, &error));
+  CHECK_FALSE(parses("PRISM/1 events threads=-1", nullptr, &error));
+  CHECK_FALSE(parses("PRISM/1 events since=1 since=2", nullptr, &error));
+  CHECK(error == "duplicate key since");
+  CHECK_FALSE(parses("PRISM/1 events bytes=3", nullptr, &error));
+  CHECK(error == "unknown key for this verb");
+  CHECK_FALSE(parses("PRISM/1 snapshot since=3", nullptr, &error));
+
+  Request events;
+  events.verb = Verb::kEvents;
+  events.since = 987654321;
+  events.strings = 12;
+  events.threads = 3;
+  char line[128];
+  const size_t n = prism::control::format_request(events, line, sizeof(line));
+  REQUIRE(n > 0);
+  Request back;
+  REQUIRE(parses(std::string(line, n - 1), &back));
+  CHECK(back.verb == Verb::kEvents);
+  CHECK(back.since == 987654321);
+  CHECK(back.strings == 12);
+  CHECK(back.threads == 3);
+}
+
 TEST_CASE("Formatted requests parse back to the same request", "[probes][protocol]") {
   Request start;
   start.verb = Verb::kStart;

@@ -2,9 +2,13 @@
 // `prism attach --spikes` to a real process. Each iteration is a "step" range
 // with schedule / decode (attention, mlp) / sample inside, busy loops of known
 // length; every --stall-every iterations, --stall-len iterations get
-// --stall-us of extra time in "sample" (the injected fault).
+// --stall-us of extra time in "sample" (the injected fault). With --log, each
+// stalled iteration's index and end (CLOCK_MONOTONIC ns, read after its "step"
+// range closed) is written there as it happens, "stall <index> <end_ns>": the
+// truth that live alerts are checked and timed against.
 //
 //   spike_stage_program --seconds S --ready FILE [--stall-every N] [--stall-len K] [--stall-us U]
+//                       [--log FILE]
 #include <nvtx3/nvToolsExt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +42,7 @@ void range(const char* name, F&& body) {
 
 int main(int argc, char** argv) {
   uint64_t seconds = 5, stall_every = 1500, stall_len = 5, stall_us = 3000;
-  std::string ready_path;
+  std::string ready_path, log_path;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (i + 1 >= argc) {
@@ -56,6 +60,8 @@ int main(int argc, char** argv) {
       stall_us = std::stoull(value);
     else if (arg == "--ready")
       ready_path = value;
+    else if (arg == "--log")
+      log_path = value;
     else {
       fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;
@@ -70,6 +76,11 @@ int main(int argc, char** argv) {
       fclose(f);
     }
   }
+  FILE* log = log_path.empty() ? nullptr : fopen(log_path.c_str(), "w");
+  if (!log_path.empty() && log == nullptr) {
+    fprintf(stderr, "cannot write %s\n", log_path.c_str());
+    return 1;
+  }
   const uint64_t deadline = now_ns() + seconds * 1000000000ull;
   for (uint64_t i = 0; now_ns() < deadline; ++i) {
     const bool stalled = i % stall_every >= stall_every - stall_len;
@@ -81,6 +92,12 @@ int main(int argc, char** argv) {
       });
       range("sample", [&] { spin_for(20000 + (stalled ? stall_us * 1000 : 0)); });
     });
+    if (stalled && log != nullptr) {
+      fprintf(log, "stall %llu %llu\n", static_cast<unsigned long long>(i),
+              static_cast<unsigned long long>(now_ns()));
+      fflush(log);  // a test may kill the program at any time
+    }
   }
+  if (log != nullptr) fclose(log);
   return 0;
 }

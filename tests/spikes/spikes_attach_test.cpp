@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -32,16 +33,23 @@ bool exists(const std::string& path) {
 }
 
 // The program with the agent loaded and dormant, as a service runs; killed on scope exit.
+// With a log, it stalls one iteration in 300 and writes down each stalled one.
 struct Target {
   pid_t pid = -1;
-  Target(const std::string& sock, const std::string& ready) {
+  Target(const std::string& sock, const std::string& ready, const std::string& log = "") {
     pid = fork();
     if (pid == 0) {
       setenv("NVTX_INJECTION64_PATH", PRISM_PROBE_AGENT, 1);
       setenv("PRISM_PROBE_DIR", sock.c_str(), 1);
-      execl(PRISM_SPIKE_STAGE_PROGRAM, PRISM_SPIKE_STAGE_PROGRAM, "--seconds", "30", "--ready",
-            ready.c_str(), "--stall-every", "1500", "--stall-len", "5", "--stall-us", "3000",
-            static_cast<char*>(nullptr));
+      if (log.empty()) {
+        execl(PRISM_SPIKE_STAGE_PROGRAM, PRISM_SPIKE_STAGE_PROGRAM, "--seconds", "30", "--ready",
+              ready.c_str(), "--stall-every", "1500", "--stall-len", "5", "--stall-us", "3000",
+              static_cast<char*>(nullptr));
+      } else {
+        execl(PRISM_SPIKE_STAGE_PROGRAM, PRISM_SPIKE_STAGE_PROGRAM, "--seconds", "30", "--ready",
+              ready.c_str(), "--stall-every", "300", "--stall-len", "1", "--stall-us", "3000",
+              "--log", log.c_str(), static_cast<char*>(nullptr));
+      }
       _exit(127);
     }
   }
@@ -100,6 +108,67 @@ TEST_CASE("prism attach --watch --spikes shows alerts on a stalled stage before 
   CHECK(piped >= live_alerts);
 }
 
+TEST_CASE("prism attach --spikes alerts on the injected slow iterations live, with no snapshot",
+          "[spikes][cli][attach]") {
+  TempDir dir;
+  const std::string sock = dir.path + "/sock", ready = dir.path + "/ready";
+  const std::string log = dir.path + "/stalls.log";
+  Target target(sock, ready, log);
+  for (int i = 0; i < 1000 && !exists(ready); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(exists(ready));
+  // --interval 1h: no periodic snapshot before the capture ends; only the live path can alert.
+  const auto r = prism::test::run_process(
+      {PRISM_CLI_PATH, "attach", std::to_string(target.pid), "--duration", "3s", "--interval", "1h",
+       "--no-gpu", "--spikes", "--poll", "2ms", "-o", dir.path + "/trace"},
+      {"PRISM_PROBE_DIR=" + sock});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const size_t end_of_capture = r.out.find("first data");
+  REQUIRE(end_of_capture != std::string::npos);
+
+  // Open alerts raised while capturing: the end of the iteration that opened each.
+  struct Opened {
+    uint64_t end_ns;
+    bool blamed_sample;
+  };
+  std::vector<Opened> live;
+  std::istringstream lines(r.out.substr(0, end_of_capture));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    const auto alert = nlohmann::json::parse(line);
+    if (alert.value("type", "") != "spike" || alert.value("phase", "") != "open") continue;
+    bool sample = false;
+    for (const auto& b : alert["blamed"]) sample |= b == "sample";
+    live.push_back({alert["end_ns"].get<uint64_t>(), sample});
+  }
+  REQUIRE_FALSE(live.empty());
+
+  // The stalls that ended while live alerts were flowing, each matched to an open alert on
+  // the stalled iteration itself (the program reads its clock just after the step ends).
+  std::ifstream in(log);
+  std::string word;
+  uint64_t index = 0, end_ns = 0;
+  int stalls = 0, alerted = 0, blamed = 0;
+  while (in >> word >> index >> end_ns) {
+    if (end_ns < live.front().end_ns || end_ns > live.back().end_ns) continue;
+    ++stalls;
+    for (const Opened& o : live) {
+      if (o.end_ns <= end_ns && end_ns - o.end_ns < 5'000'000) {
+        ++alerted;
+        blamed += o.blamed_sample ? 1 : 0;
+        break;
+      }
+    }
+  }
+  INFO(stalls << " stalls, " << alerted << " alerted live, " << blamed << " blaming sample");
+  CHECK(alerted >= 3);
+  // A stall can fall inside an episode already open on noise (a shared machine): most do not.
+  CHECK(2 * alerted >= stalls);
+  CHECK(2 * blamed >= alerted);
+}
+
 TEST_CASE("prism attach --spikes without a target agent fails with a clear message",
           "[spikes][cli][attach]") {
   TempDir dir;
@@ -108,4 +177,14 @@ TEST_CASE("prism attach --spikes without a target agent fails with a clear messa
                                {"PRISM_PROBE_DIR=" + dir.path + "/none"});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("prism attach:") != std::string::npos);
+}
+
+TEST_CASE("prism attach refuses a --poll outside 1ms to 1s", "[spikes][cli][attach]") {
+  for (const char* poll : {"0ms", "2s", "fast"}) {
+    const auto r = prism::test::run_process(
+        {PRISM_CLI_PATH, "attach", "1", "--duration", "1s", "--spikes", "--poll", poll}, {});
+    INFO(poll << ": " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("--poll") != std::string::npos);
+  }
 }

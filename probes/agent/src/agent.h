@@ -86,6 +86,17 @@ size_t agent_status(char* buffer, size_t size);
 size_t agent_stats(char* buffer, size_t size, size_t* rows);
 // Serializes the current capture (raw format) into a malloc'd buffer.
 bool agent_snapshot(char** data, size_t* size);
+// The live path: what arrived since a client's cursors (raw format, no END record), into a
+// malloc'd buffer. O(new events): drains the thread buffers and copies ring[since, now).
+struct EventsCursor {
+  uint64_t since = 0;    // in: first ring index wanted; out: the next one to ask for
+  uint32_t strings = 0;  // in: string ids below this are known; out: the new count
+  uint32_t threads = 0;  // in: thread names already sent; out: the new count
+  uint64_t lost = 0;     // out: events overwritten before they were asked for
+  uint64_t pending = 0;  // out: events left for the next call (reply size cap)
+  bool active = false;   // out: a capture is running
+};
+bool agent_events(EventsCursor* cursor, char** data, size_t* size);
 bool agent_load_rules(const char* text, size_t length, char* error, size_t error_size);
 
 // ---- control socket (control_server.cpp).

@@ -123,6 +123,24 @@ bool handle(int fd, const char* line, size_t length, char* pending, size_t* pend
       free(data);
       return ok;
     }
+    case control::Verb::kEvents: {
+      EventsCursor cursor;
+      cursor.since = request.since;
+      cursor.strings = static_cast<uint32_t>(request.strings);
+      cursor.threads = static_cast<uint32_t>(request.threads);
+      char* data = nullptr;
+      size_t size = 0;
+      if (!agent_events(&cursor, &data, &size)) return reply(fd, "err events out of memory\n");
+      snprintf(out, sizeof(out),
+               "ok events bytes=%zu next=%llu strings=%u threads=%u lost=%llu pending=%llu "
+               "active=%d\n",
+               size, static_cast<unsigned long long>(cursor.since), cursor.strings, cursor.threads,
+               static_cast<unsigned long long>(cursor.lost),
+               static_cast<unsigned long long>(cursor.pending), cursor.active ? 1 : 0);
+      const bool ok = reply(fd, out) && send_all(fd, data, size);
+      free(data);
+      return ok;
+    }
     case control::Verb::kStats: {
       constexpr size_t kSize = 64 * 1024;
       char* rows_text = static_cast<char*>(malloc(kSize));

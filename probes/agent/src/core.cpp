@@ -63,6 +63,7 @@ struct Calibration {
   uint64_t base_ticks = 0;
   uint64_t base_ns = 0;
   double ns_per_tick = 1.0;
+  uint64_t span_ns = 0;  // baseline the rate was measured over
   bool ready = false;
 };
 Calibration g_calibration;  // owned by the collector thread (under g_lock after ready)
@@ -77,6 +78,26 @@ void sample_pair(uint64_t* ticks, uint64_t* ns) {
   *ns = monotonic_ns();
   *ticks = *ns;
 #endif
+}
+
+// Measures the TSC rate over the span since the base sample, at least min_span_ns long (waits
+// for the rest when called earlier: only agent threads call this). Caller holds g_lock or is
+// the only thread touching the calibration.
+void calibrate(uint64_t min_span_ns) {
+  uint64_t ticks = 0;
+  uint64_t ns = 0;
+  sample_pair(&ticks, &ns);
+  if (ns - g_calibration.base_ns < min_span_ns) {
+    const uint64_t wait = min_span_ns - (ns - g_calibration.base_ns);
+    timespec pause{static_cast<time_t>(wait / 1000000000ull),
+                   static_cast<long>(wait % 1000000000ull)};
+    nanosleep(&pause, nullptr);
+    sample_pair(&ticks, &ns);
+  }
+  g_calibration.ns_per_tick = static_cast<double>(ns - g_calibration.base_ns) /
+                              static_cast<double>(ticks - g_calibration.base_ticks);
+  g_calibration.span_ns = ns - g_calibration.base_ns;
+  g_calibration.ready = true;
 }
 
 uint64_t ticks_to_ns(uint64_t ticks) {
@@ -393,6 +414,17 @@ void populate_buffer(ThreadBuffer* b) {
 
 // Moves every thread's pending events into the ring. Caller holds g_lock.
 void drain_locked(uint64_t now_ns) {
+  // The collector calibrates the TSC 20 ms after load; a snapshot, stats or live poll that drains
+  // earlier measures the rate over the span so far (at least 1 ms) rather than converting ticks
+  // with no rate at all (which stamped early events tens of ms late, then time jumped back).
+  // Only when there is something to convert: agent_start at load runs on the host thread.
+  if (g_hot.use_tsc && !g_calibration.ready) {
+    bool pending = false;
+    for (ThreadBuffer* b = g_buffers.load(std::memory_order_acquire); b != nullptr; b = b->next)
+      pending |= b->head.load(std::memory_order_acquire) != b->tail.load(std::memory_order_relaxed);
+    if (!pending) return;
+    calibrate(1000000);
+  }
   for (ThreadBuffer* b = g_buffers.load(std::memory_order_acquire); b != nullptr; b = b->next) {
     const uint32_t state = b->state.load(std::memory_order_acquire);
     if (state == kFree) continue;
@@ -611,20 +643,15 @@ void stop_capture_locked(const char* why) {
 }
 
 void* collector_main(void*) {
-  // Calibrate the TSC against CLOCK_MONOTONIC off the host thread.
-  uint64_t t1 = 0;
-  uint64_t n1 = 0;
+  // Calibrate the TSC against CLOCK_MONOTONIC off the host thread, over 20 ms (a drain before
+  // then calibrated over a shorter span: this replaces it).
   if (g_hot.use_tsc) {
     timespec pause{0, 20 * 1000 * 1000};
     nanosleep(&pause, nullptr);
-    sample_pair(&t1, &n1);
     pthread_mutex_lock(&g_lock);
-    g_calibration.ns_per_tick = static_cast<double>(n1 - g_calibration.base_ns) /
-                                static_cast<double>(t1 - g_calibration.base_ticks);
-    g_calibration.ready = true;
+    if (g_calibration.span_ns < 20 * 1000 * 1000) calibrate(0);
     pthread_mutex_unlock(&g_lock);
   }
-  uint64_t last_refine_span = n1 - g_calibration.base_ns;
   pthread_mutex_lock(&g_lock);
   while (!g_stop_collector) {
     timespec deadline;
@@ -637,14 +664,9 @@ void* collector_main(void*) {
     pthread_cond_timedwait(&g_wake, &g_lock, &deadline);
     if (g_stop_collector) break;
     const uint64_t now = monotonic_ns();
-    if (g_hot.use_tsc && now - g_calibration.base_ns > 4 * last_refine_span) {
+    if (g_hot.use_tsc && now - g_calibration.base_ns > 4 * g_calibration.span_ns) {
       // A longer baseline gives a better rate; refine rarely so the mapping stays stable.
-      uint64_t ticks = 0;
-      uint64_t ns = 0;
-      sample_pair(&ticks, &ns);
-      g_calibration.ns_per_tick = static_cast<double>(ns - g_calibration.base_ns) /
-                                  static_cast<double>(ticks - g_calibration.base_ticks);
-      last_refine_span = ns - g_calibration.base_ns;
+      calibrate(0);
     }
     drain_locked(now);
     if (g_hot.active.load(std::memory_order_relaxed) && g_capture_deadline_ns != 0 &&
@@ -723,6 +745,11 @@ void init_once() {
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &previous);  // our threads never take the host's signals
   g_collector_running = pthread_create(&g_collector, nullptr, collector_main, nullptr) == 0;
+  if (!g_collector_running) {
+    // Nobody will calibrate the TSC: stamp with CLOCK_MONOTONIC (no event is recorded yet).
+    g_hot.use_tsc = false;
+    g_calibration.ready = true;
+  }
   char why[256] = {};
   if (!control_server_start(why, sizeof(why))) say("control socket off: %s", why);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
@@ -1079,6 +1106,48 @@ bool agent_snapshot(char** data, size_t* size) {
   }
   write_ring_range(sink, from, g_ring_write);
   sink.end(g_ring_write - from);
+  pthread_mutex_unlock(&g_lock);
+  if (sink.failed) {
+    free(sink.data);
+    return false;
+  }
+  *data = sink.data;
+  *size = sink.size;
+  return true;
+}
+
+bool agent_events(EventsCursor* cursor, char** data, size_t* size) {
+  Sink sink;
+  pthread_mutex_lock(&g_lock);
+  drain_locked(monotonic_ns());  // what the host threads recorded until now, not a period ago
+  sink.header(g_capture_start_ns);
+  uint32_t strings = cursor->strings;
+  uint32_t threads = cursor->threads;
+  uint32_t info = g_info_count;  // info goes with the snapshot, not the live path
+  if (strings > string_count()) strings = string_count();
+  lock_names();
+  if (threads > g_thread_name_count) threads = g_thread_name_count;
+  unlock_names();
+  if (strings == 0) strings = 1;  // id 0 is "no name"
+  write_names_since(sink, &strings, &threads, &info);
+  // Only this capture's events; a cursor from before it (or 0) starts at its beginning.
+  uint64_t from = cursor->since;
+  const uint64_t first = g_capture_ever ? g_capture_begin : g_ring_write;
+  if (from < first) from = first;
+  if (from > g_ring_write) from = g_ring_write;
+  cursor->lost = 0;
+  if (g_ring_write > g_ring_capacity && from < g_ring_write - g_ring_capacity) {
+    cursor->lost = g_ring_write - g_ring_capacity - from;
+    from = g_ring_write - g_ring_capacity;
+  }
+  uint64_t to = g_ring_write;
+  if (to - from > control::kMaxEventsPerReply) to = from + control::kMaxEventsPerReply;
+  write_ring_range(sink, from, to);
+  cursor->since = to;
+  cursor->pending = g_ring_write - to;
+  cursor->strings = strings;
+  cursor->threads = threads;
+  cursor->active = g_hot.active.load(std::memory_order_acquire);
   pthread_mutex_unlock(&g_lock);
   if (sink.failed) {
     free(sink.data);

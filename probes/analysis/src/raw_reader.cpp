@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "prism/agent/raw_format.h"
+#include "prism/analysis/live.h"
 #include "prism/analysis/trace.h"
 
 namespace prism::analysis {
@@ -26,7 +27,10 @@ struct ThreadState {
 
 class RawBuilder {
  public:
-  explicit RawBuilder(Trace& trace) : trace_(trace) {}
+  // range_events, when given, receives per range the indices of the events that began and
+  // ended it (kNoEvent while open), in the order events were given.
+  explicit RawBuilder(Trace& trace, std::vector<RangeEvents>* range_events = nullptr)
+      : trace_(trace), range_events_(range_events) {}
 
   void string(uint32_t id, std::string_view text) {
     if (id >= trace_.strings.size()) trace_.strings.resize(id + 1);
@@ -34,6 +38,7 @@ class RawBuilder {
   }
 
   void event(const prism_raw_event& e) {
+    const size_t index = static_cast<size_t>(trace_.event_count);
     ++trace_.event_count;
     last_ns_ = std::max(last_ns_, e.t1 > e.t0 ? e.t1 : e.t0);
     switch (e.kind) {
@@ -47,9 +52,10 @@ class RawBuilder {
         s.track = e.tid;
         s.process = trace_.pid;
         s.parent = t.stack.empty() ? -1 : t.stack.back().index;
-        const auto index = static_cast<int32_t>(trace_.ranges.size());
+        const auto slot = static_cast<int32_t>(trace_.ranges.size());
         trace_.ranges.push_back(s);
-        t.stack.push_back({index, e.corr});
+        began(index);
+        t.stack.push_back({slot, e.corr});
         break;
       }
       case agent::PRISM_EV_POP: {
@@ -61,6 +67,7 @@ class RawBuilder {
           ++trace_.unmatched_ends;  // pushed before the capture began
           break;
         }
+        ended(static_cast<size_t>(t.stack[k - 1].index), index);
         close_range(trace_.ranges[static_cast<size_t>(t.stack[k - 1].index)], e.t0);
         t.stack.erase(t.stack.begin() + static_cast<std::ptrdiff_t>(k - 1));
         break;
@@ -75,6 +82,7 @@ class RawBuilder {
         s.arg = e.arg;
         open_ranges_[e.arg] = static_cast<int32_t>(trace_.ranges.size());
         trace_.ranges.push_back(s);
+        began(index);
         break;
       }
       case agent::PRISM_EV_RANGE_END: {
@@ -83,6 +91,7 @@ class RawBuilder {
           ++trace_.unmatched_ends;
           break;
         }
+        ended(static_cast<size_t>(it->second), index);
         close_range(trace_.ranges[static_cast<size_t>(it->second)], e.t0);
         open_ranges_.erase(it);
         break;
@@ -158,6 +167,13 @@ class RawBuilder {
   // so an empty range can end a few ns before it starts: it lasted zero.
   static void close_range(Span& s, uint64_t end_ns) { s.end_ns = std::max(end_ns, s.start_ns); }
 
+  void began(size_t event) {
+    if (range_events_ != nullptr) range_events_->push_back({event, RangeEvents::kNoEvent});
+  }
+  void ended(size_t range, size_t event) {
+    if (range_events_ != nullptr) (*range_events_)[range].end = event;
+  }
+
   ThreadState& thread(uint32_t tid) {
     if (last_ != nullptr && last_->tid == tid) return *last_;
     auto [it, inserted] = threads_.try_emplace(tid);
@@ -167,6 +183,7 @@ class RawBuilder {
   }
 
   Trace& trace_;
+  std::vector<RangeEvents>* range_events_;
   std::unordered_map<uint32_t, ThreadState> threads_;
   ThreadState* last_ = nullptr;
   std::unordered_map<uint64_t, int32_t> open_ranges_;
@@ -284,6 +301,86 @@ Trace read_raw_trace(const std::string& bytes, const std::string& origin) {
         "no end record: the process exited or was killed before the trace was closed";
   }
   // Thread names may arrive before their strings in a stream; resolve again.
+  builder.finish();
+  return trace;
+}
+
+RawBatch read_raw_batch(const std::string& bytes, const std::string& origin) {
+  RawBatch batch;
+  if (bytes.size() < sizeof(prism_raw_header)) {
+    throw TraceError(origin + ": too short for a prism raw trace header (" +
+                     std::to_string(bytes.size()) + " bytes)");
+  }
+  prism_raw_header header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  if (std::memcmp(header.magic, PRISM_RAW_MAGIC, 8) != 0)
+    throw TraceError(origin + ": header magic is not PRISMRAW");
+  if (header.version != PRISM_RAW_VERSION) {
+    throw TraceError(origin + ": unknown raw trace version " + std::to_string(header.version));
+  }
+  batch.pid = header.pid;
+  batch.start_ns = header.start_ns;
+  size_t offset = sizeof(header);
+  for (size_t record = 0; offset < bytes.size(); ++record) {
+    const std::string where = origin + ": record " + std::to_string(record);
+    if (bytes.size() - offset < 8) throw TraceError(where + ": cut short inside its header");
+    uint32_t type = 0;
+    uint32_t length = 0;
+    std::memcpy(&type, bytes.data() + offset, 4);
+    std::memcpy(&length, bytes.data() + offset + 4, 4);
+    offset += 8;
+    if (length > bytes.size() - offset) throw TraceError(where + ": cut short");
+    const char* payload = bytes.data() + offset;
+    switch (type) {
+      case agent::PRISM_RAW_STRING: {
+        uint32_t id = 0;
+        if (length < 4) throw TraceError(where + ": string record shorter than its id");
+        std::memcpy(&id, payload, 4);
+        if (id == 0 || id > (1u << 20))
+          throw TraceError(where + ": string id " + std::to_string(id) + " out of range");
+        batch.strings.emplace_back(id, std::string(payload + 4, length - 4));
+        break;
+      }
+      case agent::PRISM_RAW_THREAD_NAME: {
+        if (length != 8) throw TraceError(where + ": thread name record must be 8 bytes");
+        uint32_t tid = 0;
+        uint32_t name = 0;
+        std::memcpy(&tid, payload, 4);
+        std::memcpy(&name, payload + 4, 4);
+        batch.thread_names.emplace_back(tid, name);
+        break;
+      }
+      case agent::PRISM_RAW_EVENTS: {
+        if (length % sizeof(prism_raw_event) != 0)
+          throw TraceError(where + ": events payload is not a multiple of 40 bytes");
+        const size_t n = length / sizeof(prism_raw_event);
+        const size_t first = batch.events.size();
+        batch.events.resize(first + n);
+        std::memcpy(batch.events.data() + first, payload, length);
+        break;
+      }
+      case agent::PRISM_RAW_INFO:
+      case agent::PRISM_RAW_END:
+        break;  // facts about the whole capture: the snapshot at its end carries them
+      default:
+        throw TraceError(where + ": unknown record type " + std::to_string(type));
+    }
+    offset += length;
+  }
+  return batch;
+}
+
+Trace trace_from_raw_events(const std::vector<agent::prism_raw_event>& events,
+                            const std::vector<std::string>& strings, uint32_t pid,
+                            std::vector<RangeEvents>* range_events) {
+  Trace trace;
+  trace.source = "prism-raw";
+  trace.pid = pid;
+  trace.strings = strings;
+  if (trace.strings.empty()) trace.strings.emplace_back();
+  if (range_events != nullptr) range_events->clear();
+  RawBuilder builder(trace, range_events);
+  for (const prism_raw_event& e : events) builder.event(e);
   builder.finish();
   return trace;
 }

@@ -13,12 +13,14 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include "prism/analysis/export.h"
+#include "prism/analysis/live.h"
 
 extern char** environ;
 
@@ -46,6 +48,52 @@ std::string read_all(const std::string& path) {
   buffer << in.rdbuf();
   return buffer.str();
 }
+
+// The events the live path received, kept as a raw trace (strings and thread names whole, event
+// records for the last window_ns), for a target that exits before its final snapshot.
+class ReceivedStream {
+ public:
+  explicit ReceivedStream(uint64_t window_ns) : window_ns_(window_ns) {}
+
+  void add(const std::string& bytes, const RawBatch& batch) {
+    if (header_.empty()) header_ = bytes.substr(0, sizeof(agent::prism_raw_header));
+    for (const auto& [id, text] : batch.strings) {
+      const uint32_t head[3] = {agent::PRISM_RAW_STRING, static_cast<uint32_t>(text.size() + 4),
+                                id};
+      names_.append(reinterpret_cast<const char*>(head), sizeof(head));
+      names_.append(text);
+    }
+    for (const auto& [tid, name] : batch.thread_names) {
+      const uint32_t record[4] = {agent::PRISM_RAW_THREAD_NAME, 8, tid, name};
+      names_.append(reinterpret_cast<const char*>(record), sizeof(record));
+    }
+    if (batch.events.empty()) return;
+    const size_t bytes_of_events = batch.events.size() * sizeof(agent::prism_raw_event);
+    std::string chunk;
+    const uint32_t head[2] = {agent::PRISM_RAW_EVENTS, static_cast<uint32_t>(bytes_of_events)};
+    chunk.append(reinterpret_cast<const char*>(head), sizeof(head));
+    chunk.append(reinterpret_cast<const char*>(batch.events.data()), bytes_of_events);
+    uint64_t last = 0;
+    for (const auto& e : batch.events) last = std::max(last, e.t0);
+    chunks_.emplace_back(last, std::move(chunk));
+    newest_ = std::max(newest_, last);
+    while (chunks_.size() > 1 && chunks_.front().first + window_ns_ < newest_) chunks_.pop_front();
+  }
+
+  // A raw trace with no END record: read back, it is marked partial.
+  std::string bytes() const {
+    std::string out = header_ + names_;
+    for (const auto& chunk : chunks_) out += chunk.second;
+    return out;
+  }
+  bool empty() const { return header_.empty(); }
+
+ private:
+  uint64_t window_ns_;
+  std::string header_, names_;
+  std::deque<std::pair<uint64_t, std::string>> chunks_;  // (newest event, EVENTS record)
+  uint64_t newest_ = 0;
+};
 
 }  // namespace
 
@@ -181,13 +229,45 @@ AttachResult attach_and_capture(const AttachOptions& options) {
                           ? "prism-attach-" + std::to_string(options.pid) + "-" + timestamp()
                           : options.output_dir;
   std::string last_snapshot;
+  const bool live = static_cast<bool>(options.on_iterations);
+  uint64_t window_ns = 30'000'000'000ull;
+  if (live) {
+    const auto status = client.status();
+    const auto window = status.find("window_s");
+    if (window != status.end()) window_ns = std::stoull(window->second) * 1'000'000'000ull;
+  }
+  ReceivedStream received(window_ns);
+  LiveBreakdown live_breakdown(rules);
+  control::EventsCursor cursor;
   const double capture_start = elapsed_ms();
+  // Fetches what arrived since the last poll and passes on the iterations it completes.
+  auto poll_live = [&](double now) {
+    for (;;) {
+      const control::EventsReply reply = client.events(cursor);
+      ++result.live_polls;
+      result.live_lost += reply.lost;
+      try {
+        const RawBatch batch = read_raw_batch(reply.bytes, "live events");
+        received.add(reply.bytes, batch);
+        live_breakdown.add(batch);
+        const Breakdown done = live_breakdown.take();
+        result.live_iterations += done.iterations.size();
+        if (!done.iterations.empty()) options.on_iterations(done, (now - capture_start) / 1000.0);
+      } catch (const std::exception& e) {
+        // As for snapshots: a live consumer that fails must not cost the capture.
+        if (result.live_errors++ == 0) result.live_error = e.what();
+      }
+      if (reply.pending == 0) break;
+    }
+  };
   // Poll quickly until the first data arrives (that is what "attach latency" means), then per
-  // interval.
+  // interval; the live path polls every live_poll_ms.
   double next_report = capture_start;
+  double next_poll = capture_start;
+  const double poll_ms = static_cast<double>(std::max<uint64_t>(1, options.live_poll_ms));
   try {
     for (;;) {
-      const double now = elapsed_ms();
+      double now = elapsed_ms();
       const bool done = (options.duration_ms != 0 &&
                          now - capture_start >= static_cast<double>(options.duration_ms)) ||
                         (options.stop_requested && options.stop_requested());
@@ -197,28 +277,42 @@ AttachResult attach_and_capture(const AttachOptions& options) {
         const auto events = status.find("events");
         if (events != status.end() && events->second != "0") result.first_data_ms = elapsed_ms();
       }
+      if (live && now >= next_poll) {
+        poll_live(now);
+        // The next poll is a period after this one was due; one that came late is not made up
+        // with a burst of empty polls.
+        next_poll = next_poll + poll_ms > now ? next_poll + poll_ms : now + poll_ms;
+      }
       if (now >= next_report) {
         const control::Stats stats = client.stats();
         if (options.on_stats) options.on_stats(stats, (now - capture_start) / 1000.0);
-        // Keep the latest snapshot so a target that dies mid-capture still leaves a trace.
-        last_snapshot = client.snapshot();
-        if (options.on_snapshot) {
-          // A live consumer that fails (a snapshot it cannot read, a callback that throws) must
-          // not cost the capture: it is counted and said once, and the capture goes on.
-          try {
-            options.on_snapshot(analyze(read_raw_trace(last_snapshot, "live snapshot"), rules),
-                                (now - capture_start) / 1000.0);
-          } catch (const std::exception& e) {
-            if (result.live_errors++ == 0) result.live_error = e.what();
+        if (!live) {
+          // Keep the latest snapshot so a target that dies mid-capture still leaves a trace.
+          last_snapshot = client.snapshot();
+          if (options.on_snapshot) {
+            // A live consumer that fails (a snapshot it cannot read, a callback that throws)
+            // must not cost the capture: it is counted and said once, and the capture goes on.
+            try {
+              options.on_snapshot(analyze(read_raw_trace(last_snapshot, "live snapshot"), rules),
+                                  (now - capture_start) / 1000.0);
+            } catch (const std::exception& e) {
+              if (result.live_errors++ == 0) result.live_error = e.what();
+            }
           }
         }
         next_report = now + static_cast<double>(options.interval_ms);
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(result.first_data_ms < 0 ? 2 : 20));
+      now = elapsed_ms();
+      double wait_ms = result.first_data_ms < 0 ? 2.0 : 20.0;
+      if (live) wait_ms = std::min(wait_ms, next_poll - now);
+      wait_ms = std::min(wait_ms, next_report - now);
+      if (wait_ms > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(wait_ms * 1e3)));
     }
     client.stop();
     last_snapshot = client.snapshot();
   } catch (const control::ProbeError& e) {
+    if (live && last_snapshot.empty() && !received.empty()) last_snapshot = received.bytes();
     if (last_snapshot.empty()) {
       throw control::ProbeError(std::string("the target went away before any data was captured: ") +
                                 e.what());

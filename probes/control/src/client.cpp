@@ -312,6 +312,34 @@ std::string ProbeClient::snapshot() {
   return read_bytes(std::stoull(bytes->second));
 }
 
+EventsReply ProbeClient::events(EventsCursor& cursor) {
+  Request r;
+  r.verb = Verb::kEvents;
+  r.since = cursor.next;
+  r.strings = cursor.strings;
+  r.threads = cursor.threads;
+  const auto fields = parse_reply_fields(request(r));
+  auto number = [&](const char* key) -> uint64_t {
+    const auto it = fields.find(key);
+    if (it == fields.end()) throw ProbeError(std::string("events reply without ") + key + "=");
+    try {
+      return std::stoull(it->second);
+    } catch (const std::exception&) {
+      throw ProbeError(std::string("events reply: ") + key + "=" + it->second + " is not a number");
+    }
+  };
+  EventsReply reply;
+  const uint64_t bytes = number("bytes");
+  cursor.next = number("next");
+  cursor.strings = number("strings");
+  cursor.threads = number("threads");
+  reply.lost = number("lost");
+  reply.pending = number("pending");
+  reply.active = number("active") != 0;
+  reply.bytes = read_bytes(bytes);
+  return reply;
+}
+
 void ProbeClient::load_rules(const std::string& text) {
   if (text.empty() || text.size() > kMaxRulesBytes) {
     throw ProbeError("rules must be 1 to " + std::to_string(kMaxRulesBytes) + " bytes");

@@ -29,6 +29,20 @@ bool parse_number(const char* text, size_t length, uint64_t max_value, uint64_t*
   return true;
 }
 
+// A ring index: up to 18 digits, so no value can overflow 64 bits.
+bool parse_long_number(const char* text, size_t length, uint64_t* out) {
+  if (length == 0 || length > 18) return false;
+  uint64_t value = 0;
+  for (size_t i = 0; i < length; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    value = value * 10 + static_cast<uint64_t>(text[i] - '0');
+  }
+  *out = value;
+  return true;
+}
+
+constexpr uint64_t kMaxCursorNames = 1u << 20;
+
 bool parse_activities(const char* text, size_t length, uint32_t* out) {
   uint32_t mask = 0;
   size_t start = 0;
@@ -71,6 +85,8 @@ const char* verb_name(Verb verb) {
       return "rules";
     case Verb::kQuit:
       return "quit";
+    case Verb::kEvents:
+      return "events";
   }
   return "status";
 }
@@ -143,6 +159,8 @@ bool parse_request(const char* line, size_t length, Request* out, char* error, s
     request.verb = Verb::kRules;
   } else if (token_equals(verb, verb_length, "quit")) {
     request.verb = Verb::kQuit;
+  } else if (token_equals(verb, verb_length, "events")) {
+    request.verb = Verb::kEvents;
   } else {
     set_error(error, error_size, "unknown verb");
     return false;
@@ -150,6 +168,9 @@ bool parse_request(const char* line, size_t length, Request* out, char* error, s
   bool seen_duration = false;
   bool seen_activities = false;
   bool seen_bytes = false;
+  bool seen_since = false;
+  bool seen_strings = false;
+  bool seen_threads = false;
   for (size_t i = 2; i < count; ++i) {
     const char* token = tokens[i];
     const char* equals = static_cast<const char*>(memchr(token, '=', lengths[i]));
@@ -191,6 +212,36 @@ bool parse_request(const char* line, size_t length, Request* out, char* error, s
         set_error(error, error_size, "bytes must be an integer in [1, 65536]");
         return false;
       }
+    } else if (request.verb == Verb::kEvents && token_equals(token, key_length, "since")) {
+      if (seen_since) {
+        set_error(error, error_size, "duplicate key since");
+        return false;
+      }
+      seen_since = true;
+      if (!parse_long_number(value, value_length, &request.since)) {
+        set_error(error, error_size, "since must be an integer of at most 18 digits");
+        return false;
+      }
+    } else if (request.verb == Verb::kEvents && token_equals(token, key_length, "strings")) {
+      if (seen_strings) {
+        set_error(error, error_size, "duplicate key strings");
+        return false;
+      }
+      seen_strings = true;
+      if (!parse_number(value, value_length, kMaxCursorNames, &request.strings)) {
+        set_error(error, error_size, "strings must be an integer in [0, 1048576]");
+        return false;
+      }
+    } else if (request.verb == Verb::kEvents && token_equals(token, key_length, "threads")) {
+      if (seen_threads) {
+        set_error(error, error_size, "duplicate key threads");
+        return false;
+      }
+      seen_threads = true;
+      if (!parse_number(value, value_length, kMaxCursorNames, &request.threads)) {
+        set_error(error, error_size, "threads must be an integer in [0, 1048576]");
+        return false;
+      }
     } else {
       set_error(error, error_size, "unknown key for this verb");
       return false;
@@ -220,6 +271,12 @@ size_t format_request(const Request& request, char* buffer, size_t buffer_size) 
     case Verb::kRules:
       written = snprintf(buffer, buffer_size, "%s rules bytes=%llu\n", kProtocolTag,
                          static_cast<unsigned long long>(request.rules_bytes));
+      break;
+    case Verb::kEvents:
+      written = snprintf(buffer, buffer_size, "%s events since=%llu strings=%llu threads=%llu\n",
+                         kProtocolTag, static_cast<unsigned long long>(request.since),
+                         static_cast<unsigned long long>(request.strings),
+                         static_cast<unsigned long long>(request.threads));
       break;
     default:
       written = snprintf(buffer, buffer_size, "%s %s\n", kProtocolTag, verb_name(request.verb));

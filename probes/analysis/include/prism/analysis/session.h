@@ -51,16 +51,26 @@ struct AttachOptions {
   // taken every interval) while capturing, for live consumers such as spike
   // alerts; not called for the final trace, which attach_and_capture returns.
   std::function<void(const Breakdown&, double elapsed_s)> on_snapshot;
+  // The live path, for alerts within milliseconds: every live_poll_ms the events that arrived
+  // since the last poll are fetched (protocol verb "events": O(new events) in the target and
+  // here) and the iterations they complete (LiveBreakdown) are passed here, each once, with host
+  // stage times. When set, no periodic snapshot is taken (on_snapshot is not called): a target
+  // that dies mid-capture leaves the trace of the events received (its last window_s seconds).
+  std::function<void(const Breakdown&, double elapsed_s)> on_iterations;
+  uint64_t live_poll_ms = 2;
 };
 
 struct AttachResult {
   std::string output_dir;
   std::string files;
   Breakdown breakdown;
-  bool partial = false;       // the target went away mid-capture
-  double first_data_ms = -1;  // from connecting to the first event seen in live stats
-  uint64_t live_errors = 0;   // on_snapshot calls that threw (the capture went on)
-  std::string live_error;     // the first one's message
+  bool partial = false;          // the target went away mid-capture
+  double first_data_ms = -1;     // from connecting to the first event seen in live stats
+  uint64_t live_errors = 0;      // on_snapshot calls that threw (the capture went on)
+  std::string live_error;        // the first one's message
+  uint64_t live_polls = 0;       // "events" requests made (on_iterations)
+  uint64_t live_iterations = 0;  // iterations passed to on_iterations
+  uint64_t live_lost = 0;        // events overwritten in the agent before they were fetched
 };
 
 // Throws control::ProbeError when no agent answers (the message says how to start one).

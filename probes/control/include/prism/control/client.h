@@ -30,6 +30,19 @@ struct Stats {
   std::vector<StatsRow> rows;
 };
 
+// The live path's cursors and one reply (protocol.h, verb "events").
+struct EventsCursor {
+  uint64_t next = 0;     // ring index to ask for next
+  uint64_t strings = 0;  // string ids below this are known
+  uint64_t threads = 0;  // thread names already received
+};
+struct EventsReply {
+  std::string bytes;     // raw trace: header, new strings and thread names, events; no END
+  uint64_t lost = 0;     // events the flight recorder overwrote before they were asked for
+  uint64_t pending = 0;  // events left for the next call
+  bool active = false;   // the capture is still running
+};
+
 // Where an agent in process pid would listen, in the order the client tries them.
 std::vector<std::string> candidate_socket_paths(int pid);
 
@@ -60,6 +73,8 @@ class ProbeClient {
   void stop();
   Stats stats();
   std::string snapshot();  // raw trace bytes (prism/agent/raw_format.h)
+  // What arrived since the cursor (advanced in place): the live path, O(new events).
+  EventsReply events(EventsCursor& cursor);
   void load_rules(const std::string& text);
 
   // Sends bytes as they are and returns the first reply line (tests, fuzzing by hand).

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -27,12 +28,16 @@ namespace prism::spikes {
 // Iterations cut short by the end of the capture (Iteration::open) are left out.
 LabelledRun series_from_breakdown(const analysis::Breakdown& breakdown);
 
-// Feeds iterations to a detector as breakdowns of a growing capture arrive.
-// Each may repeat iterations already fed (skipped: remembered by start and end
-// for kHorizonNs before the newest end) and may add one that ended before the
-// newest already fed (a thread's buffer drained late): it is fed then. Alerts
-// go to the sink as JSON lines, with the time they were raised when a clock
-// reading is given.
+// Feeds iterations to a detector as breakdowns arrive: snapshots of a growing
+// capture, or the live path's batches of newly completed iterations
+// (analysis::LiveBreakdown). Each may repeat iterations already fed (skipped:
+// remembered by start and end for kHorizonNs before the newest end) and may
+// add one that ended before the newest already fed (a thread's buffer drained
+// late): it is fed then. The detector's stages (the kMaxStages costliest) are
+// chosen once kStageSampleIterations iterations have arrived; until then the
+// breakdowns wait (the detector's warm-up is longer, so no alert is delayed).
+// Alerts go to the sink as JSON lines, with the time they were raised when a
+// clock reading is given.
 class SpikeWatcher {
  public:
   SpikeWatcher(DetectorConfig config, AlertSink& sink, bool include_window = true);
@@ -46,13 +51,20 @@ class SpikeWatcher {
   uint64_t episodes() const { return episodes_; }
   const std::vector<std::string>& stages() const { return stages_; }
 
+  static constexpr uint64_t kStageSampleIterations = 64;
+
  private:
+  uint64_t start_detector(uint64_t now_ns);
+  uint64_t feed_iterations(const analysis::Breakdown& b, uint64_t now_ns);
   uint64_t drain(uint64_t now_ns);
 
   DetectorConfig config_;
   AlertSink& sink_;
   bool include_window_;
   std::optional<Detector> detector_;
+  std::vector<analysis::Breakdown> waiting_;  // before the stages are chosen
+  uint64_t waiting_iterations_ = 0;
+  std::map<std::string, double> stage_totals_;
   std::vector<std::string> stages_;
   static constexpr uint64_t kHorizonNs = 10'000'000'000;
   std::set<std::pair<uint64_t, uint64_t>> seen_;  // (end, start) of iterations fed
