@@ -259,10 +259,12 @@ void BM_TimingAccuracy(benchmark::State& state) {
   // keeps the system's congestion control (BBR here: paced sends).
   const std::string congestion =
       state.range(4) != 0 ? prism::harness::unpaced_tcp_congestion() : "";
-  const auto client = state.range(5) != 0 ? prism::harness::HttpClient::kCurl
-                                           : prism::harness::HttpClient::kNative;
+  const auto client =
+      state.range(5) != 0 ? prism::harness::HttpClient::kCurl : prism::harness::HttpClient::kNative;
+  const bool busy_poll = state.range(6) != 0;
   state.SetLabel((congestion.empty() ? std::string("system congestion control") : congestion) +
-                 (client == prism::harness::HttpClient::kCurl ? ", libcurl" : ", prism client"));
+                 (client == prism::harness::HttpClient::kCurl ? ", libcurl" : ", prism client") +
+                 (busy_poll ? ", busy poll" : ""));
   const auto [mock_cpu, io_cpu] = split_cpus();
   cpu_set_t original;
   sched_getaffinity(0, sizeof original, &original);
@@ -277,6 +279,7 @@ void BM_TimingAccuracy(benchmark::State& state) {
     options.model = "prism-mock";
     options.request_timeout_s = 120;
     options.io_cpu = io_cpu;
+    options.io_busy_poll = busy_poll;
     options.kernel_rx_timestamps = kernel_stamps;
     options.http_client = client;
     OpenAiTarget target(options);
@@ -303,6 +306,7 @@ void BM_TimingAccuracy(benchmark::State& state) {
     // Chunks stamped more than half an ITL after their write, and how many of
     // those share their stamp with the stream's next chunk (read with it).
     std::size_t late_chunks = 0, late_with_next = 0;
+    double late_first = 1e30, late_last = -1e30;  // when the late chunks were written
     double first_token = 1e30, last_token = 0;
     std::uint64_t chunks = 0;
     const double ttft_nominal = mock.ttft_ms * 1e-3;
@@ -321,6 +325,8 @@ void BM_TimingAccuracy(benchmark::State& state) {
         stamp_err.push_back((h - m) * 1e6);
         if ((h - m) * 1e3 > itl_ms / 2) {
           ++late_chunks;
+          late_first = std::min(late_first, m);
+          late_last = std::max(late_last, m);
           if (i + 1 < sent.size() && o.token_times_s[i + 1] == h) ++late_with_next;
         }
         mock_late.push_back(static_cast<double>(sent[i] - due[i]) * 1e-3);
@@ -342,7 +348,11 @@ void BM_TimingAccuracy(benchmark::State& state) {
     using prism::results::percentile;
     state.SetIterationTime(wall);
     state.counters["failed"] = static_cast<double>(failed);
+    // Something else took the I/O thread's CPU (a stall of the whole VM
+    // shows in steal instead).
+    state.counters["io_preemptions"] = static_cast<double>(stats.io_thread_preemptions);
     state.counters["pinned"] = stats.io_thread_pinned ? 1 : 0;  // it did move to its own CPU
+    state.counters["longest_round_ms"] = stats.longest_round_s * 1e3;
     state.counters["ttft_err_p50_us"] = percentile(ttft_err, 50);
     state.counters["ttft_err_p99_us"] = percentile(ttft_err, 99);
     state.counters["ttft_err_max_us"] = percentile(ttft_err, 100);
@@ -357,6 +367,10 @@ void BM_TimingAccuracy(benchmark::State& state) {
     state.counters["late_read_with_next_share"] =
         late_chunks > 0 ? static_cast<double>(late_with_next) / static_cast<double>(late_chunks)
                         : 0;
+    // One stall of the I/O thread makes every chunk written during it late:
+    // their writes then span about the stall.
+    state.counters["late_span_ms"] = late_chunks > 0 ? (late_last - late_first) * 1e3 : 0;
+    state.counters["late_at_s"] = late_chunks > 0 ? late_first - first_token : -1;
     state.counters["mock_late_p50_us"] = percentile(mock_late, 50);
     state.counters["mock_late_p99_us"] = percentile(mock_late, 99);
     state.counters["ttft_vs_nominal_p99_us"] = percentile(ttft_nominal_err, 99);
@@ -636,22 +650,26 @@ void BM_StampSyscall(benchmark::State& state) {
 BENCHMARK(BM_StampSyscall)->DenseRange(0, 3)->Unit(benchmark::kNanosecond);
 
 // {streams, itl in microseconds, tokens per stream, kernel receive stamps,
-//  mock sends unpaced, client (0 Prism's, 1 libcurl)}
+//  mock sends unpaced, client (0 Prism's, 1 libcurl), I/O thread busy-polls}
 BENCHMARK(BM_TimingAccuracy)
-    ->Args({256, 20000, 50, 1, 1, 0})
-    ->Args({256, 10000, 100, 1, 1, 0})
-    ->Args({256, 5000, 200, 1, 1, 0})
-    ->Args({1000, 40000, 30, 1, 1, 0})
-    ->Args({1000, 20000, 50, 1, 1, 0})
-    ->Args({1000, 10000, 60, 1, 1, 0})
-    ->Args({1000, 6667, 80, 1, 1, 0})
-    ->Args({1000, 5000, 100, 1, 1, 0})
-    ->Args({256, 20000, 50, 0, 1, 0})
-    ->Args({256, 5000, 200, 1, 0, 0})
-    ->Args({1000, 20000, 50, 0, 1, 0})
-    ->Args({256, 10000, 100, 1, 1, 1})
-    ->Args({1000, 40000, 30, 1, 1, 1})
-    ->Args({1000, 20000, 50, 1, 1, 1})
+    ->Args({256, 20000, 50, 1, 1, 0, 1})
+    ->Args({256, 10000, 100, 1, 1, 0, 1})
+    ->Args({256, 5000, 200, 1, 1, 0, 1})
+    ->Args({1000, 40000, 30, 1, 1, 0, 1})
+    ->Args({1000, 20000, 50, 1, 1, 0, 1})
+    ->Args({1000, 10000, 60, 1, 1, 0, 1})
+    ->Args({1000, 6667, 80, 1, 1, 0, 1})
+    ->Args({1000, 5000, 100, 1, 1, 0, 1})
+    ->Args({256, 20000, 50, 0, 1, 0, 1})
+    ->Args({256, 5000, 200, 1, 0, 0, 1})
+    ->Args({1000, 20000, 50, 0, 1, 0, 1})
+    ->Args({256, 10000, 100, 1, 1, 1, 1})
+    ->Args({1000, 40000, 30, 1, 1, 1, 1})
+    ->Args({1000, 20000, 50, 1, 1, 1, 1})
+    ->Args({256, 5000, 200, 1, 1, 1, 1})
+    ->Args({256, 5000, 200, 1, 1, 0, 0})
+    ->Args({1000, 40000, 30, 1, 1, 0, 0})
+    ->Args({1000, 20000, 50, 1, 1, 0, 0})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);

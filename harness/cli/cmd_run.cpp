@@ -214,6 +214,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
     bool http2 = false;
     std::string http_client = "auto";
     int io_cpu = -1;
+    bool io_busy_poll = false;
+    int io_realtime = 0;
     bool user_space_stamps = false;
     std::string extra_body;
     std::uint64_t seed = 0;
@@ -278,6 +280,12 @@ void add_run_command(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"auto", "prism", "curl"}));
   cmd->add_option("--io-cpu", o->io_cpu,
                   "Pin the I/O thread to this CPU (keep the server under test off it)");
+  cmd->add_flag("--io-busy-poll", o->io_busy_poll,
+                "The I/O thread polls without sleeping (a whole CPU; with --io-cpu): on a VM an "
+                "idle vCPU can take milliseconds to wake");
+  cmd->add_option("--io-realtime", o->io_realtime,
+                  "Run the I/O thread SCHED_FIFO at this priority (1-99) where allowed")
+      ->check(CLI::Range(1, 99));
   cmd->add_flag("--user-space-stamps", o->user_space_stamps,
                 "Stamp chunks when epoll returns instead of with the kernel's receive time");
   cmd->add_option("--extra-body", o->extra_body, "JSON object merged into every request body");
@@ -357,6 +365,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
                               : o->http_client == "curl" ? harness::HttpClient::kCurl
                                                          : harness::HttpClient::kAuto;
     spec.target.io_cpu = o->io_cpu;
+    spec.target.io_busy_poll = o->io_busy_poll;
+    spec.target.io_realtime_priority = o->io_realtime;
     spec.target.kernel_rx_timestamps = !o->user_space_stamps;
     spec.target.request_timeout_s = o->timeout;
     if (o->rate > 0) spec.load.rate_per_s = o->rate;

@@ -1,8 +1,11 @@
 #include "prism/harness/clock.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+
+#include <algorithm>
 
 namespace prism::harness {
 
@@ -20,6 +23,13 @@ bool pin_current_thread_to_cpu(int cpu) {
   CPU_ZERO(&one);
   CPU_SET(cpu, &one);
   return sched_setaffinity(0, sizeof one, &one) == 0;  // 0: the calling thread
+}
+
+bool make_current_thread_realtime(int priority) {
+  if (priority < 1) return false;
+  sched_param param{};
+  param.sched_priority = std::min(priority, sched_get_priority_max(SCHED_FIFO));
+  return pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0;
 }
 
 void raise_open_file_limit() {

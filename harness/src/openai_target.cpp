@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -203,6 +204,9 @@ struct OpenAiTarget::Impl {
   std::atomic<std::uint64_t> epoll_stamps{0};
   std::atomic<std::uint64_t> read_stamps{0};
   std::atomic<bool> io_thread_pinned{false};
+  std::atomic<pid_t> io_tid{0};
+  std::atomic<bool> io_thread_realtime{false};
+  std::atomic<std::int64_t> longest_round_ns{0};  // one epoll round's work, the longest
 
   // Prism's own HTTP/1.1 client (native): one read buffer for every socket,
   // the sockets' owners by fd, kept-alive connections waiting for a request.
@@ -1219,13 +1223,15 @@ struct OpenAiTarget::Impl {
   }
 
   void loop() {
+    io_tid.store(static_cast<pid_t>(::gettid()));
     minimize_timer_slack();
     io_thread_pinned.store(pin_current_thread_to_cpu(options.io_cpu));
+    io_thread_realtime.store(make_current_thread_realtime(options.io_realtime_priority));
     std::vector<epoll_event> events(512);
     int running = 0;
     while (!quit.load(std::memory_order_relaxed)) {
       const int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()),
-                               timeout_due ? 0 : 200);
+                               timeout_due || options.io_busy_poll ? 0 : 200);
       batch_ns = monotonic_ns();
       if (options.kernel_rx_timestamps && n > 0) {
         realtime_minus_monotonic_ns = prism::harness::realtime_minus_monotonic_ns();
@@ -1281,6 +1287,12 @@ struct OpenAiTarget::Impl {
         drain_done();
       }
       drain_done();
+      if (n > 0) {
+        const std::int64_t round = monotonic_ns() - batch_ns;
+        if (round > longest_round_ns.load(std::memory_order_relaxed)) {
+          longest_round_ns.store(round, std::memory_order_relaxed);
+        }
+      }
     }
     cancel_active();
     {
@@ -1371,6 +1383,11 @@ nlohmann::json OpenAiTarget::description() const {
     d["io_cpu"] = o.io_cpu;
     d["io_thread_pinned"] = impl_->io_thread_pinned.load();
   }
+  if (o.io_busy_poll) d["io_busy_poll"] = true;
+  if (o.io_realtime_priority > 0) {
+    d["io_realtime_priority"] = o.io_realtime_priority;
+    d["io_thread_realtime"] = impl_->io_thread_realtime.load();
+  }
   return d;
 }
 
@@ -1392,8 +1409,18 @@ OpenAiTarget::Stats OpenAiTarget::stats() const {
   s.epoll_stamps = impl_->epoll_stamps.load();
   s.read_stamps = impl_->read_stamps.load();
   s.io_thread_pinned = impl_->io_thread_pinned.load();
+  s.io_thread_realtime = impl_->io_thread_realtime.load();
+  s.longest_round_s = ns_to_s(impl_->longest_round_ns.load());
   s.connections = impl_->connections.load();
   s.reused = impl_->reused_connections.load();
+  if (const pid_t tid = impl_->io_tid.load(); tid > 0) {
+    std::ifstream status(fmt::format("/proc/self/task/{}/status", tid));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+        s.io_thread_preemptions = std::stoll(line.substr(27));
+      }
+    }
+  }
   if (impl_->io.joinable()) {
     clockid_t clock;
     timespec ts{};

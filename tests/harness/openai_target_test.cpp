@@ -700,6 +700,41 @@ TEST_CASE("A pinned mock and a pinned I/O thread serve a run like unpinned ones"
   CHECK(description["arrival_stamps"] == "kernel");
 }
 
+TEST_CASE("A busy-polling or real-time I/O thread serves a run like a sleeping one") {
+  MockServerOptions mock;
+  mock.ttft_ms = 5;
+  mock.itl_ms = 5;
+  MockServer server(mock);
+  server.start();
+  for (const bool busy : {true, false}) {
+    INFO((busy ? "busy poll" : "real time"));
+    auto options = target_for(server);
+    options.io_busy_poll = busy;
+    options.io_realtime_priority = busy ? 0 : 5;
+    OpenAiTarget target(options);
+    const auto obs =
+        prism::harness::run_load(prism::test::open_loop_workload(4, 0.0, 3), target, LoadOptions{})
+            .observations;
+    REQUIRE(obs.size() == 4);
+    for (const auto& o : obs) {
+      CHECK(o.status == RequestStatus::kOk);
+      CHECK(o.completion_tokens == 3);
+    }
+    const auto stats = target.stats();
+    const auto description = target.description();
+    if (busy) {
+      CHECK(description["io_busy_poll"] == true);
+      CHECK_FALSE(stats.io_thread_realtime);
+      CHECK_FALSE(description.contains("io_thread_realtime"));
+    } else {
+      // Whether SCHED_FIFO is allowed depends on the machine; the record must say what happened.
+      CHECK(description["io_realtime_priority"] == 5);
+      CHECK(description["io_thread_realtime"] == stats.io_thread_realtime);
+      CHECK(stats.io_thread_preemptions >= 0);
+    }
+  }
+}
+
 TEST_CASE("The mock refuses a TCP congestion control the system does not have, naming it") {
   MockServerOptions mock;
   mock.tcp_congestion = "no-such-congestion-control";

@@ -82,6 +82,17 @@ struct OpenAiTargetOptions {
   // >= 0: the I/O thread is pinned to this CPU, so that the scheduler, the
   // server under test or anything else does not delay its timestamps.
   int io_cpu = -1;
+  // >= 1: the I/O thread runs SCHED_FIFO at this priority where allowed, so
+  // that ordinary threads landing on its CPU cannot hold it off for a time
+  // slice (milliseconds) while chunks wait. Stats::io_thread_realtime says
+  // whether it took.
+  int io_realtime_priority = 0;
+  // The I/O thread polls epoll without sleeping: its CPU never idles. On a
+  // virtual machine an idle vCPU is halted and handed back to the host, and
+  // waking it for the next packet waits for the host to run it again (at
+  // times milliseconds); busy polling keeps it running, at the cost of a
+  // whole CPU. Use with io_cpu.
+  bool io_busy_poll = false;
   nlohmann::json extra_body = nlohmann::json::object();  // merged into every request body
   // Text for token ids when the prompt goes as text. Default: synthetic_text().
   std::function<std::string(std::span<const std::int32_t>)> detokenize;
@@ -136,6 +147,15 @@ class OpenAiTarget final : public Target {
     std::uint64_t connections = 0;    // TCP connections opened (Prism's client; 0 with libcurl)
     std::uint64_t reused = 0;         // requests sent on a kept-alive connection (Prism's client)
     bool io_thread_pinned = false;    // io_cpu was asked for and the I/O thread runs there
+    bool io_thread_realtime = false;  // io_realtime_priority was asked for and took
+    // The longest epoll round: from epoll's return to the next wait, all the
+    // I/O thread's work on the ready sockets (and whatever held it off then).
+    double longest_round_s = 0;
+    // Times the I/O thread was preempted (nonvoluntary context switches;
+    // -1 where unknown). Bytes that arrive while it is off its CPU still get
+    // kernel stamps, but a stream's chunks that pile up unread share the
+    // newest one's.
+    std::int64_t io_thread_preemptions = -1;
   };
   Stats stats() const;
 
