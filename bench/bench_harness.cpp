@@ -6,7 +6,7 @@
 //       mock's own write() times (same CLOCK_MONOTONIC): TTFT error is the
 //       first token's stamp minus its send time; ITL error compares each gap.
 //       Also chunks/s delivered and the I/O thread's CPU use.
-//   BM_LongContext/context_tokens/background  8 long-prompt requests (token
+//   BM_LongContext/context_tokens/background/client  8 long-prompt requests (token
 //       ids in /v1/completions) sent while `background` streams are mid-flight:
 //       the harness's TTFT minus the mock's own TTFT (first chunk written −
 //       request fully read) is what the client added to TTFT (build, encode,
@@ -395,6 +395,9 @@ void BM_TimingAccuracy(benchmark::State& state) {
 void BM_LongContext(benchmark::State& state) {
   const auto context = static_cast<std::size_t>(state.range(0));
   const auto background = static_cast<std::size_t>(state.range(1));
+  const auto client = state.range(2) != 0 ? prism::harness::HttpClient::kCurl
+                                           : prism::harness::HttpClient::kNative;
+  state.SetLabel(client == prism::harness::HttpClient::kCurl ? "libcurl" : "prism client");
   constexpr std::size_t kLong = 8;
   constexpr double kItlMs = 20;
   for (auto _ : state) {
@@ -406,6 +409,7 @@ void BM_LongContext(benchmark::State& state) {
     OpenAiTargetOptions options;
     options.url = server.url();
     options.model = "prism-mock";
+    options.http_client = client;
     options.request_timeout_s = 120;
     OpenAiTarget target(options);
     // Background streams last past the last long request's first token.
@@ -673,12 +677,13 @@ BENCHMARK(BM_TimingAccuracy)
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-// {prompt tokens of the 8 long requests, background streams}
+// {prompt tokens of the 8 long requests, background streams, client (0 Prism's, 1 libcurl)}
 BENCHMARK(BM_LongContext)
-    ->Args({1024, 256})
-    ->Args({32768, 256})
-    ->Args({131072, 256})
-    ->Args({131072, 0})
+    ->Args({1024, 256, 0})
+    ->Args({32768, 256, 0})
+    ->Args({131072, 256, 0})
+    ->Args({131072, 0, 0})
+    ->Args({131072, 256, 1})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
