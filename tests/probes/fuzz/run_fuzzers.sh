@@ -17,7 +17,7 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
        -I"$root/probes/control/include" -I"$root/probes/analysis/include" -I"$root/probes/agent/include"
        -I"$root/results/include" -I"$root/workloads/include" -I"$root/harness/include")
 libc_sources=("$root/probes/control/src/protocol.cpp" "$root/probes/control/src/stage_rules.cpp")
-analysis_sources=("$root"/probes/analysis/src/{trace,raw_reader,rules,breakdown,chrome_trace,nsys_import,report,session}.cpp
+analysis_sources=("$root"/probes/analysis/src/{trace,raw_reader,rules,breakdown,chrome_trace,nsys_import,report,session,live}.cpp
                   "$root/probes/control/src/client.cpp" "$root/results/src/atomic_file.cpp")
 echo "run_fuzzers: building with $cxx"
 "$cxx" "${flags[@]}" "${libc_sources[@]}" "$root/tests/probes/fuzz/fuzz_protocol.cpp" -o "$out/fuzz_protocol"
