@@ -21,8 +21,14 @@
 #include <thread>
 #include <vector>
 
+#include <dirent.h>
+
+#include <fstream>
+#include <sstream>
+
 #include "prism/agent/raw_format.h"
 #include "prism/analysis/breakdown.h"
+#include "prism/analysis/live.h"
 #include "prism/control/client.h"
 
 extern char** environ;
@@ -200,6 +206,151 @@ void BM_AttachToFirstData(benchmark::State& state) {
 #endif
 }
 BENCHMARK(BM_AttachToFirstData)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
+
+// CPU time (user + system, ns) of the thread named `name` in process pid; 0 when none.
+uint64_t thread_cpu_ns(pid_t pid, const std::string& name) {
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(task.c_str());
+  if (d == nullptr) return 0;
+  uint64_t total = 0;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(task + "/" + e->d_name + "/comm");
+    std::string thread;
+    std::getline(comm, thread);
+    if (thread != name) continue;
+    std::ifstream stat(task + "/" + e->d_name + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    if (line.rfind(')') == std::string::npos || line.rfind(')') + 2 > line.size()) continue;
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    uint64_t utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i == 14) utime = std::stoull(field);
+      if (i == 15) stime = std::stoull(field);
+    }
+    total += (utime + stime) * (1'000'000'000ull / static_cast<uint64_t>(sysconf(_SC_CLK_TCK)));
+  }
+  closedir(d);
+  return total;
+}
+
+// The live path's cost: `prism attach --spikes` polls the agent's "events" verb every 2 ms.
+// Against nvtx_stage_program in another process (one engine-shaped thread, busy loops of fixed
+// length per stage), blocks of 250 polls (0.5 s) alternate with 0.5 s blocks of no polling
+// (range(0) = blocks, ABBA). Per poll: the round trip here (request, drain, copy, read, and
+// LiveBreakdown's work: manual time) and the CPU time of the agent's control thread (/proc,
+// clock ticks: coarse, so summed over all polls; agent_core_pct is that share of one core at
+// 500 polls/s). The target's own cost: its iterations' mean duration in polled blocks over
+// that in the neighbouring quiet blocks (median of the pair ratios, 100 = no slowdown), from the
+// iterations' own timestamps. The host thread never waits on the agent (no lock on its path).
+void BM_LiveEventsPoll(benchmark::State& state) {
+#ifdef PRISM_NVTX_STAGE_PROGRAM
+  char pattern[] = "/tmp/prism-bench-live-XXXXXX";
+  const std::string dir = mkdtemp(pattern);
+  const std::string ready = dir + "/ready";
+  std::vector<std::string> env_storage = {std::string("NVTX_INJECTION64_PATH=") + PRISM_PROBE_AGENT,
+                                          "PRISM_PROBE_DIR=" + dir + "/sock", "PATH=/usr/bin:/bin"};
+  std::vector<char*> env;
+  for (auto& e : env_storage) env.push_back(e.data());
+  env.push_back(nullptr);
+  std::string program = PRISM_NVTX_STAGE_PROGRAM;
+  std::vector<std::string> args_storage = {program, "--loop-ms", "600000", "--ready", ready};
+  std::vector<char*> args;
+  for (auto& a : args_storage) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  posix_spawn(&pid, program.c_str(), nullptr, nullptr, args.data(), env.data());
+  struct stat st;
+  for (int i = 0; i < 1000 && stat(ready.c_str(), &st) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  setenv("PRISM_PROBE_DIR", (dir + "/sock").c_str(), 1);
+  auto client = prism::control::ProbeClient::connect(pid);
+  unsetenv("PRISM_PROBE_DIR");
+  client.start(0, prism::control::kActivityNvtx);
+  prism::analysis::LiveBreakdown live(prism::analysis::StageRules::builtin("prism"));
+  prism::control::EventsCursor cursor;
+  uint64_t events = 0, most_pending = 0, polls = 0, agent_cpu = 0;
+  std::vector<prism::analysis::Iteration> iterations;
+  auto poll = [&] {
+    const auto reply = client.events(cursor);
+    const auto batch = prism::analysis::read_raw_batch(reply.bytes, "poll");
+    live.add(batch);
+    prism::analysis::Breakdown done = live.take();
+    for (auto& it : done.iterations) iterations.push_back(std::move(it));
+    events += batch.events.size();
+    most_pending = std::max<uint64_t>(most_pending, live.pending_events());
+  };
+  auto now_ns = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  poll();
+  std::vector<std::pair<uint64_t, uint64_t>> polled, quiet;  // block windows
+  double round_trip_s = 0;
+  for (auto _ : state) {
+    const int blocks = static_cast<int>(state.range(0));
+    for (int b = 0; b < blocks; ++b) {
+      const bool polling = (b % 4 == 0 || b % 4 == 3);  // ABBA
+      const uint64_t t0 = now_ns();
+      if (polling) {
+        const uint64_t cpu0 = thread_cpu_ns(pid, "prism-control");
+        auto next = std::chrono::steady_clock::now();
+        for (int i = 0; i < 250; ++i) {
+          const auto p0 = std::chrono::steady_clock::now();
+          poll();
+          round_trip_s +=
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+          ++polls;
+          next += std::chrono::milliseconds(2);
+          std::this_thread::sleep_until(next);
+        }
+        agent_cpu += thread_cpu_ns(pid, "prism-control") - cpu0;
+        polled.emplace_back(t0, now_ns());
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        quiet.emplace_back(t0, now_ns());
+      }
+    }
+    state.SetIterationTime(round_trip_s);
+  }
+  poll();
+  client.stop();
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  std::system(("rm -rf '" + dir + "'").c_str());
+  auto mean_in = [&](const std::pair<uint64_t, uint64_t>& w) {
+    double sum = 0;
+    uint64_t n = 0;
+    for (const auto& it : iterations)
+      if (it.start_ns >= w.first && it.end_ns <= w.second) {
+        sum += static_cast<double>(it.duration());
+        ++n;
+      }
+    return n == 0 ? 0.0 : sum / static_cast<double>(n);
+  };
+  std::vector<double> ratios;
+  for (size_t i = 0; i < polled.size() && i < quiet.size(); ++i) {
+    const double q = mean_in(quiet[i]);
+    if (q > 0) ratios.push_back(100.0 * mean_in(polled[i]) / q);
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const double per_poll = static_cast<double>(std::max<uint64_t>(polls, 1));
+  state.counters["round_trip_us"] = round_trip_s / per_poll * 1e6;
+  state.counters["events_per_poll"] = static_cast<double>(events) / per_poll;
+  state.counters["most_pending_events"] = static_cast<double>(most_pending);
+  state.counters["agent_cpu_us_per_poll"] = static_cast<double>(agent_cpu) / 1e3 / per_poll;
+  state.counters["agent_core_pct"] = static_cast<double>(agent_cpu) / (per_poll * 2e6) * 100.0;
+  state.counters["step_pct_polled_vs_quiet"] = ratios.empty() ? 0 : ratios[ratios.size() / 2];
+  state.counters["pairs"] = static_cast<double>(ratios.size());
+#else
+  state.SkipWithError("built without the NVTX stage program (PRISM_BUILD_TESTS=OFF)");
+#endif
+}
+BENCHMARK(BM_LiveEventsPoll)->Arg(40)->UseManualTime()->Iterations(1)->Unit(benchmark::kSecond);
 
 // Runs engine_stage_program (tiny model, stage clock off) and returns its stdout. agent: load
 // the agent through NVTX injection (its control socket under sock_dir); start: make it active

@@ -505,17 +505,25 @@ struct Sink {
     write_bytes(head, sizeof(head));
     write_bytes(text, length);
   }
-  void header(uint64_t start_ns) {
+  // The process name is read from /proc for snapshots and the output file; the live path
+  // (hundreds of polls a second) reuses the last one read, as the client takes it only once.
+  void header(uint64_t start_ns, bool read_name = true) {
+    static char last_name[sizeof(prism_raw_header::process_name)] = {};
     prism_raw_header h{};
     memcpy(h.magic, PRISM_RAW_MAGIC, 8);
     h.version = PRISM_RAW_VERSION;
     h.pid = static_cast<uint32_t>(getpid());
     h.start_ns = start_ns;
-    const int fd_comm = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
-    if (fd_comm >= 0) {
-      const ssize_t n = read(fd_comm, h.process_name, sizeof(h.process_name) - 1);
-      close(fd_comm);
-      if (n > 0 && h.process_name[n - 1] == '\n') h.process_name[n - 1] = '\0';
+    if (read_name || last_name[0] == '\0') {
+      const int fd_comm = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+      if (fd_comm >= 0) {
+        const ssize_t n = read(fd_comm, h.process_name, sizeof(h.process_name) - 1);
+        close(fd_comm);
+        if (n > 0 && h.process_name[n - 1] == '\n') h.process_name[n - 1] = '\0';
+        memcpy(last_name, h.process_name, sizeof(last_name));
+      }
+    } else {
+      memcpy(h.process_name, last_name, sizeof(last_name));
     }
     write_bytes(&h, sizeof(h));
   }
@@ -1120,7 +1128,7 @@ bool agent_events(EventsCursor* cursor, char** data, size_t* size) {
   Sink sink;
   pthread_mutex_lock(&g_lock);
   drain_locked(monotonic_ns());  // what the host threads recorded until now, not a period ago
-  sink.header(g_capture_start_ns);
+  sink.header(g_capture_start_ns, false);
   uint32_t strings = cursor->strings;
   uint32_t threads = cursor->threads;
   uint32_t info = g_info_count;  // info goes with the snapshot, not the live path
