@@ -77,6 +77,8 @@ void add_attach_command(CLI::App& app, int& exit_code) {
     bool spikes = false;
     std::string alert_command;
     std::string poll = "2ms";
+    double threshold = spikes::DetectorConfig{}.threshold;
+    double min_excess_us = 0;
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
@@ -99,6 +101,15 @@ void add_attach_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--spikes", options->spikes,
                 "Detect latency spikes while capturing: alerts as JSON lines within a few ms of "
                 "the iteration that raised them (new events are fetched every --poll)");
+  cmd->add_option("--threshold", options->threshold,
+                  "With --spikes: anomaly bound in robust-scale units (higher: fewer alerts)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--min-excess-us", options->min_excess_us,
+                  "With --spikes: smallest excess over the prediction that alerts, in us (a "
+                  "floor for steps that a timer interrupt or a preemption slows by a few us)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--poll", options->poll,
                   "With --spikes: how often new events are fetched from the agent (1ms-1s)")
       ->capture_default_str();
@@ -145,7 +156,10 @@ void add_attach_command(CLI::App& app, int& exit_code) {
           sinks.add(command.get());
         }
         sinks.add(&recent);
-        watcher = std::make_unique<spikes::SpikeWatcher>(spikes::DetectorConfig{}, sinks);
+        spikes::DetectorConfig detector;
+        detector.threshold = options->threshold;
+        detector.min_excess_ns = options->min_excess_us * 1e3;
+        watcher = std::make_unique<spikes::SpikeWatcher>(detector, sinks);
         attach.on_iterations = [&watcher](const analysis::Breakdown& breakdown, double) {
           watcher->feed(breakdown, monotonic_ns());
         };

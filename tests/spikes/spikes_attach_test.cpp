@@ -179,12 +179,16 @@ TEST_CASE("prism attach --spikes without a target agent fails with a clear messa
   CHECK(r.err.find("prism attach:") != std::string::npos);
 }
 
-TEST_CASE("prism attach refuses a --poll outside 1ms to 1s", "[spikes][cli][attach]") {
-  for (const char* poll : {"0ms", "2s", "fast"}) {
+TEST_CASE("prism attach refuses a --poll outside 1ms to 1s and a bad detector bound",
+          "[spikes][cli][attach]") {
+  const std::vector<std::vector<std::string>> bad = {
+      {"--poll", "0ms"},    {"--poll", "2s"},      {"--poll", "fast"},
+      {"--threshold", "0"}, {"--threshold", "-3"}, {"--min-excess-us", "-1"}};
+  for (const auto& option : bad) {
     const auto r = prism::test::run_process(
-        {PRISM_CLI_PATH, "attach", "1", "--duration", "1s", "--spikes", "--poll", poll}, {});
-    INFO(poll << ": " << r.err);
+        {PRISM_CLI_PATH, "attach", "1", "--duration", "1s", "--spikes", option[0], option[1]}, {});
+    INFO(option[0] << " " << option[1] << ": " << r.err);
     CHECK(r.exit_code == 2);
-    CHECK(r.err.find("--poll") != std::string::npos);
+    CHECK(r.err.find(option[0]) != std::string::npos);
   }
 }
