@@ -213,6 +213,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     bool continuous_usage = false;
     bool http2 = false;
     std::string http_client = "auto";
+    std::vector<std::string> resolve;
     int io_cpu = -1;
     bool io_busy_poll = false;
     int io_realtime = 0;
@@ -278,6 +279,10 @@ void add_run_command(CLI::App& app, int& exit_code) {
                   "auto (Prism's own for plain http://, libcurl for https://, HTTP/2 or a proxy), "
                   "prism or curl")
       ->check(CLI::IsMember({"auto", "prism", "curl"}));
+  cmd->add_option("--resolve", o->resolve,
+                  "Connect to these numeric addresses (comma-separated, tried in order) instead "
+                  "of resolving the URL's host, which stays in the Host header")
+      ->delimiter(',');
   cmd->add_option("--io-cpu", o->io_cpu,
                   "Pin the I/O thread to this CPU (keep the server under test off it)");
   cmd->add_flag("--io-busy-poll", o->io_busy_poll,
@@ -361,6 +366,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
     spec.target.send_ignore_eos = !o->no_ignore_eos;
     spec.target.continuous_usage_stats = o->continuous_usage;
     spec.target.http2 = o->http2;
+    spec.target.resolve = o->resolve;
     spec.target.http_client = o->http_client == "prism"  ? harness::HttpClient::kNative
                               : o->http_client == "curl" ? harness::HttpClient::kCurl
                                                          : harness::HttpClient::kAuto;

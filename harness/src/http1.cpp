@@ -56,6 +56,15 @@ int hex_value(char c) {
 }  // namespace
 
 HttpUrl parse_http_url(std::string_view url) {
+  for (const char c : url) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      throw std::invalid_argument(
+          fmt::format("URL '{}': a space or control character is not allowed", url));
+    }
+  }
+  if (const std::size_t hash = url.find('#'); hash != std::string_view::npos) {
+    url = url.substr(0, hash);  // a fragment is not sent
+  }
   constexpr std::string_view kScheme = "http://";
   if (url.size() < kScheme.size() || !iequals(url.substr(0, kScheme.size()), kScheme)) {
     throw std::invalid_argument(fmt::format("URL '{}': expected http://HOST[:PORT][/PATH]", url));
@@ -106,8 +115,12 @@ std::string http1_request_head(std::string_view path, std::string_view authority
                                const std::vector<std::pair<std::string, std::string>>& defaults,
                                const std::vector<std::string>& user_headers,
                                std::size_t content_length) {
-  // name, value; an empty name marks a removed default.
+  // name, value; an empty name marks a removed default. A user line replaces
+  // a default of its name, not an earlier user line: repeated names are sent
+  // as given.
   std::vector<std::pair<std::string, std::string>> headers = defaults;
+  std::vector<bool> taken(defaults.size(), false);  // a default a user line replaced
+  std::string host(authority);
   for (const auto& line : user_headers) {
     if (line.find_first_of("\r\n") != std::string::npos) {
       throw std::invalid_argument(fmt::format("header '{}': CR or LF inside a header", line));
@@ -118,20 +131,28 @@ std::string http1_request_head(std::string_view path, std::string_view authority
     }
     const std::string name(trim(std::string_view(line).substr(0, colon)));
     const std::string value(trim(std::string_view(line).substr(colon + 1)));
+    if (iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding")) {
+      throw std::invalid_argument(
+          fmt::format("header '{}': the body's framing is the client's to set", line));
+    }
+    if (iequals(name, "Host")) {  // virtual hosts: the user's Host replaces the URL's
+      if (!value.empty()) host = value;
+      continue;
+    }
     bool replaced = false;
-    for (auto& h : headers) {
-      if (!h.first.empty() && iequals(h.first, name)) {
-        if (value.empty()) {
-          h.first.clear();
-        } else if (!replaced) {
-          h = {name, value};  // the user's line as written
-          replaced = true;
-        }
+    for (std::size_t i = 0; i < defaults.size(); ++i) {
+      auto& h = headers[i];
+      if (taken[i] || h.first.empty() || !iequals(h.first, name)) continue;
+      if (value.empty()) {
+        h.first.clear();
+      } else if (!replaced) {
+        h = {name, value};  // the user's line as written
+        taken[i] = replaced = true;
       }
     }
     if (!replaced && !value.empty()) headers.emplace_back(name, value);
   }
-  std::string head = fmt::format("POST {} HTTP/1.1\r\nHost: {}\r\n", path, authority);
+  std::string head = fmt::format("POST {} HTTP/1.1\r\nHost: {}\r\n", path, host);
   for (const auto& [name, value] : headers) {
     if (name.empty() || iequals(name, "Host") || iequals(name, "Content-Length")) continue;
     head += name;
@@ -250,6 +271,10 @@ Http1ResponseParser::Event Http1ResponseParser::next(std::string_view& input,
         const char c = input.front();
         input.remove_prefix(1);
         ++bytes_seen_;
+        if (++trailer_bytes_ > max_head_bytes_) {
+          return fail(Failure::kOversizedHead,
+                      fmt::format("response trailers exceed {} bytes", max_head_bytes_));
+        }
         if (c == '\n') {
           if (trailer_line_ == 0) state_ = State::kDone;
           trailer_line_ = 0;

@@ -172,11 +172,13 @@ struct Transfer {
   std::uint64_t epoch = 0;           // cancel_all() generation it belongs to
   // Prism's own client.
   Phase phase = Phase::kConnecting;
-  bool reused = false;           // sent on a kept-alive connection
-  bool retried = false;          // resent once on a fresh connection after a stale kept-alive one
-  std::string head;              // request head, kept with the body until the status is 200
-  std::size_t sent = 0;          // bytes of head + body written
-  std::int64_t deadline_ns = 0;  // whole request
+  bool reused = false;   // sent on a kept-alive connection
+  bool retried = false;  // resent once on a fresh connection after a stale kept-alive one
+  std::size_t addresses_tried = 0;       // of this connection attempt
+  std::size_t address = 0;               // the one being tried
+  std::string head;                      // request head, kept with the body until the status is 200
+  std::size_t sent = 0;                  // bytes of head + body written
+  std::int64_t deadline_ns = 0;          // whole request
   std::int64_t connect_deadline_ns = 0;  // while connecting
   Http1ResponseParser http;
 };
@@ -213,8 +215,19 @@ struct OpenAiTarget::Impl {
   bool native = false;
   HttpUrl origin;
   std::vector<std::pair<std::string, std::string>> default_headers;
-  sockaddr_storage address{};
-  socklen_t address_length = 0;
+  // Every address the host resolved to, tried in order until one accepts
+  // (localhost may be ::1 first while the server listens on 127.0.0.1 only);
+  // the one that last accepted is tried first.
+  struct Address {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+  };
+  std::vector<Address> addresses;
+  std::size_t preferred_address = 0;
+  // Per fd, bumped whenever a native socket is closed: an event queued for a
+  // closed socket whose number a new socket took in the same epoll batch
+  // carries the old generation and is dropped.
+  std::vector<std::uint32_t> fd_generation;
   std::string resolve_error;  // the host did not resolve: every request is a connect error
   int native_timer_fd = -1;   // the earliest request or connect deadline
   std::int64_t native_timer_due = std::numeric_limits<std::int64_t>::max();
@@ -251,6 +264,9 @@ struct OpenAiTarget::Impl {
   explicit Impl(OpenAiTargetOptions o)
       : options(std::move(o)), base(endpoint_base(options.url)), native(use_native_http(options)) {
     if (!options.detokenize) options.detokenize = synthetic_text;
+    if (options.api_key.find_first_of("\r\n") != std::string::npos) {
+      throw std::invalid_argument("API key: CR or LF inside it");
+    }
     if (native) {
       origin = parse_http_url(base);
       default_headers = {{"Content-Type", "application/json"}, {"Accept", "text/event-stream"}};
@@ -376,7 +392,44 @@ struct OpenAiTarget::Impl {
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 4096L);
     if (options.http2) curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    if (native) open_native();
+    if (native) {
+      open_native();
+    } else if (!options.resolve.empty()) {
+      // host:port:addr[,addr...], IPv6 addresses in brackets.
+      std::string entry;
+      for (const auto& address : options.resolve) {
+        entry += entry.empty() ? "" : ",";
+        entry += address.find(':') != std::string::npos && address.front() != '['
+                     ? "[" + address + "]"
+                     : address;
+      }
+      const auto host = curl_url_host_port();
+      curl_resolve = curl_slist_append(
+          nullptr, fmt::format("{}:{}:{}", host.first, host.second, entry).c_str());
+    }
+  }
+
+  // The URL's host (without IPv6 brackets) and port, as libcurl resolves them.
+  std::pair<std::string, long> curl_url_host_port() const {
+    std::pair<std::string, long> out{"", 0};
+    CURLU* u = curl_url();
+    if (u != nullptr && curl_url_set(u, CURLUPART_URL, options.url.c_str(), 0) == CURLUE_OK) {
+      char* host = nullptr;
+      char* port = nullptr;
+      if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        out.first = host;
+        if (out.first.size() > 2 && out.first.front() == '[') {
+          out.first = out.first.substr(1, out.first.size() - 2);
+        }
+      }
+      if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        out.second = std::strtol(port, nullptr, 10);
+      }
+      curl_free(host);
+      curl_free(port);
+    }
+    curl_url_cleanup(u);
+    return out;
   }
 
   void open_native() {
@@ -392,17 +445,31 @@ struct OpenAiTarget::Impl {
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* found = nullptr;
     const std::string port = std::to_string(origin.port);
-    const int rc = getaddrinfo(origin.host.c_str(), port.c_str(), &hints, &found);
-    if (rc != 0 || found == nullptr) {
-      resolve_error = fmt::format("cannot resolve host '{}': {}", origin.host, gai_strerror(rc));
+    auto add = [&](const std::string& host) {
+      addrinfo* found = nullptr;
+      const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+      if (rc != 0 || found == nullptr) {
+        resolve_error = fmt::format("cannot resolve host '{}': {}", host, gai_strerror(rc));
+      } else {
+        for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+          Address address;
+          std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
+          address.length = a->ai_addrlen;
+          addresses.push_back(address);
+        }
+      }
+      if (found != nullptr) freeaddrinfo(found);
+    };
+    if (options.resolve.empty()) {
+      add(origin.host);
     } else {
-      std::memcpy(&address, found->ai_addr, found->ai_addrlen);
-      address_length = found->ai_addrlen;
+      hints.ai_flags |= AI_NUMERICHOST;  // addresses, never names
+      for (const auto& address : options.resolve) add(address);
     }
-    if (found != nullptr) freeaddrinfo(found);
   }
+
+  curl_slist* curl_resolve = nullptr;  // CURLOPT_RESOLVE for options.resolve
 
   void close_all() {
     for (Transfer* t : pool) {
@@ -411,6 +478,8 @@ struct OpenAiTarget::Impl {
     }
     pool.clear();
     if (multi != nullptr) curl_multi_cleanup(multi);
+    if (curl_resolve != nullptr) curl_slist_free_all(curl_resolve);
+    curl_resolve = nullptr;
     for (int fd : idle_connections) ::close(fd);
     idle_connections.clear();
     for (int fd : {epoll_fd, wake_fd, timer_fd, native_timer_fd}) {
@@ -666,11 +735,33 @@ struct OpenAiTarget::Impl {
   static constexpr std::uint64_t kNativeActive = 1;
   static constexpr std::uint64_t kNativeIdle = 2;
 
+  // epoll data of a native socket: fd (bits 0-31), kind (32-39), the fd's
+  // generation (40-63).
   void watch(int fd, std::uint64_t kind, std::uint32_t events, bool add) {
     epoll_event ev{};
     ev.events = events;
-    ev.data.u64 = (kind << 32) | static_cast<std::uint32_t>(fd);
+    ev.data.u64 = (std::uint64_t{generation_of(fd) & 0xffffffu} << 40) | (kind << 32) |
+                  static_cast<std::uint32_t>(fd);
     epoll_ctl(epoll_fd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+  }
+
+  std::uint32_t& generation_of(int fd) {
+    if (fd_generation.size() <= static_cast<std::size_t>(fd)) {
+      fd_generation.resize(static_cast<std::size_t>(fd) + 1, 0);
+    }
+    return fd_generation[static_cast<std::size_t>(fd)];
+  }
+
+  void close_native_socket(int fd) {
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    ++generation_of(fd);
+    ::close(fd);
+  }
+
+  // A queued event of a socket closed since (its number maybe taken again).
+  bool stale(std::uint64_t data) {
+    const int fd = static_cast<int>(data & 0xffffffffu);
+    return static_cast<std::uint32_t>(data >> 40) != (generation_of(fd) & 0xffffffu);
   }
 
   void own(int fd, Transfer* t) {
@@ -694,8 +785,7 @@ struct OpenAiTarget::Impl {
       idle_connections.push_back(fd);
       return;
     }
-    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
-    ::close(fd);
+    close_native_socket(fd);
   }
 
   void on_idle_event(int fd) {
@@ -703,8 +793,7 @@ struct OpenAiTarget::Impl {
     const auto it = std::find(idle_connections.begin(), idle_connections.end(), fd);
     if (it == idle_connections.end()) return;
     idle_connections.erase(it);
-    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
-    ::close(fd);
+    close_native_socket(fd);
   }
 
   void arm_native_timer(std::int64_t due) {
@@ -750,10 +839,19 @@ struct OpenAiTarget::Impl {
       fail_native(t, ErrorClass::kConnect, resolve_error);
       return;
     }
-    const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      fail_native(t, ErrorClass::kConnect,
-                  fmt::format("cannot open a socket: {}", std::strerror(errno)));
+    t->addresses_tried = 0;
+    t->address = preferred_address;
+    connect_address(t, now);
+  }
+
+  // Opens a socket to t's current address; a refusal moves on to the next.
+  void connect_address(Transfer* t, std::int64_t now) {
+    const Address& address = addresses[t->address];
+    ++t->addresses_tried;
+    const int fd =
+        ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {  // e.g. no IPv6 here: the next address
+      connect_failed(t, errno, now);
       return;
     }
     connections.fetch_add(1, std::memory_order_relaxed);
@@ -762,17 +860,37 @@ struct OpenAiTarget::Impl {
     if (options.kernel_rx_timestamps) ReceiveStamper::enable(fd);
     own(fd, t);
     watch(fd, kNativeActive, EPOLLIN | EPOLLOUT | EPOLLRDHUP, true);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), address_length) == 0) {
-      start_sending(t);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) == 0) {
+      connected(t);
       return;
     }
     if (errno != EINPROGRESS) {
-      fail_native(t, ErrorClass::kConnect, connect_message(errno));
+      connect_failed(t, errno, now);
       return;
     }
     t->phase = Phase::kConnecting;
     t->connect_deadline_ns = now + s_to_ns(options.connect_timeout_s);
     arm_native_timer(t->connect_deadline_ns);
+  }
+
+  void connected(Transfer* t) {
+    preferred_address = t->address;
+    start_sending(t);
+  }
+
+  // This address refused (or did not answer in time): the next one, else the error.
+  void connect_failed(Transfer* t, int error, std::int64_t now) {
+    if (t->addresses_tried < addresses.size()) {
+      drop_connection(t, false);
+      t->address = (t->address + 1) % addresses.size();
+      connect_address(t, now);
+      return;
+    }
+    // As with libcurl, a connect timeout is a timeout.
+    fail_native(t, error == ETIMEDOUT ? ErrorClass::kTimeout : ErrorClass::kConnect,
+                error == ETIMEDOUT ? fmt::format("no connection to {} within {} s",
+                                                 origin.authority, options.connect_timeout_s)
+                                   : connect_message(error));
   }
 
   std::string connect_message(int error) const {
@@ -806,6 +924,9 @@ struct OpenAiTarget::Impl {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return true;  // EPOLLOUT resumes it
         const int error = errno;
+        // The server may have answered (413, 400) and closed before taking
+        // the whole body: what it said is the outcome, as with libcurl.
+        if (read_native(t)) return false;
         if (retry_on_fresh_connection(t)) return false;
         fail_native(t, ErrorClass::kConnect,
                     fmt::format("cannot send the request: {}", std::strerror(error)));
@@ -815,6 +936,7 @@ struct OpenAiTarget::Impl {
     }
     t->phase = Phase::kReceiving;
     watch(t->fd, kNativeActive, EPOLLIN | EPOLLRDHUP, false);
+    if (t->status == 200) release_request(*t);  // the 200 came while it was being sent
     return true;
   }
 
@@ -841,10 +963,10 @@ struct OpenAiTarget::Impl {
       socklen_t length = sizeof error;
       if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
       if (error != 0) {
-        fail_native(t, ErrorClass::kConnect, connect_message(error));
+        connect_failed(t, error, monotonic_ns());
         return;
       }
-      start_sending(t);
+      connected(t);
       if (t->fd < 0) return;  // ended while sending
     } else if (t->phase == Phase::kSending && (ev & EPOLLOUT) != 0) {
       if (!send_more(t)) return;
@@ -871,7 +993,8 @@ struct OpenAiTarget::Impl {
     return read_ns;
   }
 
-  void read_native(Transfer* t) {
+  // Reads what waits on t's socket; true when the request ended or was resent.
+  bool read_native(Transfer* t) {
     while (true) {
       alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
       iovec iov{read_buffer.get(), kReadBufferBytes};
@@ -884,18 +1007,18 @@ struct OpenAiTarget::Impl {
       const std::int64_t read_ns = monotonic_ns();
       if (n < 0) {
         if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
         end_of_stream(t, fmt::format("receive failed: {}", std::strerror(errno)));
-        return;
+        return true;
       }
       if (n == 0) {
         end_of_stream(t, {});
-        return;
+        return true;
       }
       const std::int64_t stamp = stamp_of_read(msg, read_ns);
       std::string_view input(read_buffer.get(), static_cast<std::size_t>(n));
-      if (!parse_native(t, input, stamp)) return;                  // the request ended
-      if (static_cast<std::size_t>(n) < kReadBufferBytes) return;  // the socket was drained
+      if (!parse_native(t, input, stamp)) return true;                   // the request ended
+      if (static_cast<std::size_t>(n) < kReadBufferBytes) return false;  // drained
     }
   }
 
@@ -909,7 +1032,8 @@ struct OpenAiTarget::Impl {
           return true;
         case Http1ResponseParser::Event::kHead:
           t->status = t->http.status();
-          if (t->status == 200) release_request(*t);
+          // Not while the request is still going out: it is written from there.
+          if (t->status == 200 && t->phase == Phase::kReceiving) release_request(*t);
           break;
         case Http1ResponseParser::Event::kBody:
           if (!receive(*t, body, stamp)) {  // the stream refused it (its error is set)
@@ -946,10 +1070,16 @@ struct OpenAiTarget::Impl {
       return;
     }
     std::string message = error.empty() ? t->http.error() : error;
-    // As with libcurl: a cut before or inside a 200 response is a cut
-    // stream; inside an error response it is that status.
-    const ErrorClass error_class =
+    // As with libcurl: closed while the request was still going out, with
+    // no answer, the request could not be sent (connect); a cut before or
+    // inside a 200 response is a cut stream; inside an error response it is
+    // that status.
+    ErrorClass error_class =
         t->status == 0 || t->status == 200 ? ErrorClass::kStreamCut : ErrorClass::kHttpStatus;
+    if (t->phase == Phase::kSending && t->http.bytes_seen() == 0) {
+      error_class = ErrorClass::kConnect;
+      message = "the server closed the connection while the request was sent: " + message;
+    }
     fail_native(t, error_class, std::move(message));
   }
 
@@ -971,10 +1101,8 @@ struct OpenAiTarget::Impl {
       }
     }
     for (Transfer* t : expired) {
-      if (t->phase == Phase::kConnecting && t->connect_deadline_ns <= now) {
-        fail_native(t, ErrorClass::kConnect,
-                    fmt::format("no connection to {} within {} s", origin.authority,
-                                options.connect_timeout_s));
+      if (t->phase == Phase::kConnecting && t->connect_deadline_ns <= now && t->deadline_ns > now) {
+        connect_failed(t, ETIMEDOUT, now);  // the next address, else a timeout
       } else {
         fail_native(t, ErrorClass::kTimeout,
                     fmt::format("no complete response within {} s", options.request_timeout_s));
@@ -1042,6 +1170,7 @@ struct OpenAiTarget::Impl {
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, &Impl::on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    if (curl_resolve != nullptr) curl_easy_setopt(e, CURLOPT_RESOLVE, curl_resolve);
     if (options.kernel_rx_timestamps) {
       curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, &Impl::on_sockopt);
     }
@@ -1244,14 +1373,15 @@ struct OpenAiTarget::Impl {
         const std::uint64_t data = events[static_cast<std::size_t>(i)].data.u64;
         const int fd = static_cast<int>(data & 0xffffffffu);
         const std::uint32_t ev = events[static_cast<std::size_t>(i)].events;
-        if ((data >> 32) == kNativeActive) {
-          // Events of a socket closed earlier in this batch find no owner.
+        const std::uint64_t kind = (data >> 32) & 0xffu;
+        if (kind == kNativeActive) {
+          // Events of a socket closed earlier in this batch are stale.
           Transfer* t = static_cast<std::size_t>(fd) < fd_owner.size()
                             ? fd_owner[static_cast<std::size_t>(fd)]
                             : nullptr;
-          if (t != nullptr) on_native_event(t, ev);
-        } else if ((data >> 32) == kNativeIdle) {
-          on_idle_event(fd);
+          if (t != nullptr && !stale(data)) on_native_event(t, ev);
+        } else if (kind == kNativeIdle) {
+          if (!stale(data)) on_idle_event(fd);
         } else if (fd == native_timer_fd) {
           on_native_timer();
         } else if (fd == wake_fd) {

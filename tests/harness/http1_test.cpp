@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
@@ -104,8 +105,10 @@ TEST_CASE("An http URL gives host, port, authority and path, and a bad one is na
   REQUIRE(u.authority == "[::1]:9");
   REQUIRE(u.path == "/x/y");
   REQUIRE(prism::harness::parse_http_url("http://user:pw@h:1/").userinfo);
-  for (const char* bad : {"https://h/v1", "http://", "http://h:0", "http://h:70000", "http://h:8x",
-                          "http://[::1", "http://:80/"}) {
+  REQUIRE(prism::harness::parse_http_url("http://h:1/v1#frag").path == "/v1");
+  for (const char* bad :
+       {"https://h/v1", "http://", "http://h:0", "http://h:70000", "http://h:8x", "http://[::1",
+        "http://:80/", "http://h:1/a b", "http://h:1/x\r\nEvil: 1"}) {
     INFO(bad);
     REQUIRE_THROWS_WITH(prism::harness::parse_http_url(bad), Catch::Contains(bad));
   }
@@ -120,9 +123,18 @@ TEST_CASE("The request head carries the defaults, user headers replace or remove
   REQUIRE(head ==
           "POST /v1/completions HTTP/1.1\r\nHost: h:8000\r\naccept: application/x-ndjson\r\n"
           "X-Extra: 1\r\nContent-Length: 42\r\n\r\n");
-  // Host and Content-Length are the client's: a user line cannot duplicate them.
-  const auto own = prism::harness::http1_request_head("/", "h", {}, {"Host: other"}, 0);
-  REQUIRE(own == "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+  // A user Host replaces the URL's (virtual hosts); repeated user names are all sent, the
+  // first replacing the default.
+  const auto own = prism::harness::http1_request_head(
+      "/", "h", defaults, {"Host: other", "X-A: 1", "X-A: 2", "Accept: a", "Accept: b"}, 0);
+  REQUIRE(own ==
+          "POST / HTTP/1.1\r\nHost: other\r\nContent-Type: application/json\r\nAccept: a\r\n"
+          "X-A: 1\r\nX-A: 2\r\nAccept: b\r\nContent-Length: 0\r\n\r\n");
+  // The body's framing is the client's.
+  for (const char* framing : {"Content-Length: 5", "transfer-encoding: chunked"}) {
+    REQUIRE_THROWS_WITH(prism::harness::http1_request_head("/", "h", {}, {framing}, 0),
+                        Catch::Contains("framing"));
+  }
   REQUIRE_THROWS_WITH(prism::harness::http1_request_head("/", "h", {}, {"NoColon"}, 0),
                       Catch::Contains("NoColon"));
   REQUIRE_THROWS_WITH(prism::harness::http1_request_head("/", "h", {}, {"A: b\r\nEvil: 1"}, 0),
@@ -245,7 +257,10 @@ struct Answer {
 class RawHttpServer {
  public:
   using Handler = std::function<Answer(int connection, int request)>;
-  explicit RawHttpServer(Handler handler) : handler_(std::move(handler)) {
+  // answer_before_body: answers as soon as the head is read and closes
+  // without reading the body (a server refusing an upload, 413).
+  explicit RawHttpServer(Handler handler, bool answer_before_body = false)
+      : handler_(std::move(handler)), answer_before_body_(answer_before_body) {
     listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -297,6 +312,17 @@ class RawHttpServer {
       if (const auto at = head.find("Content-Length: "); at != std::string::npos) {
         length = std::stoul(head.substr(at + 16));
       }
+      if (answer_before_body_) {
+        {
+          std::lock_guard lock(mutex_);
+          heads_.push_back(head);
+        }
+        const Answer answer = handler_(connection, request);
+        [[maybe_unused]] const auto n =
+            ::send(fd, answer.bytes.data(), answer.bytes.size(), MSG_NOSIGNAL);
+        ::close(fd);
+        return;
+      }
       while (buffer.size() < end + 4 + length) {
         const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
         if (n <= 0) {
@@ -324,6 +350,7 @@ class RawHttpServer {
   }
 
   Handler handler_;
+  bool answer_before_body_ = false;
   int listener_ = -1;
   std::uint16_t port_ = 0;
   std::thread acceptor_;
@@ -355,19 +382,23 @@ std::string chunked_sse(int tokens) {
 
 prism::harness::LoadResult run_native(const std::string& url, std::size_t requests,
                                       std::uint32_t concurrency, OpenAiTarget::Stats* stats,
-                                      std::vector<std::string> headers = {}) {
+                                      std::vector<std::string> headers = {},
+                                      std::vector<std::string> resolve = {},
+                                      HttpClient client = HttpClient::kNative,
+                                      std::size_t prompt = 8) {
   OpenAiTargetOptions o;
   o.url = url;
   o.model = "m";
   o.request_timeout_s = 5;
-  o.http_client = HttpClient::kNative;
+  o.http_client = client;
   o.api_key = "k";
   o.headers = std::move(headers);
+  o.resolve = std::move(resolve);
   OpenAiTarget target(o);
   prism::harness::LoadOptions load;
   load.concurrency = concurrency;
-  auto result =
-      prism::harness::run_load(prism::test::open_loop_workload(requests, 0.0, 3), target, load);
+  auto result = prism::harness::run_load(prism::test::open_loop_workload(requests, 0.0, 3, prompt),
+                                         target, load);
   if (stats != nullptr) *stats = target.stats();
   return result;
 }
@@ -478,6 +509,18 @@ TEST_CASE("Prism's client takes Content-Length and close-delimited bodies, refus
 }
 
 TEST_CASE("Prism's own client is refused where it cannot speak, and chosen where it can") {
+  // auto leaves a proxied run to libcurl: clear the proxy variables (restored after).
+  std::vector<std::pair<std::string, std::string>> saved;
+  for (const char* name : {"http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"}) {
+    if (const char* v = std::getenv(name)) saved.emplace_back(name, v);
+    ::unsetenv(name);
+  }
+  struct Restore {
+    std::vector<std::pair<std::string, std::string>>& saved;
+    ~Restore() {
+      for (const auto& [name, value] : saved) ::setenv(name.c_str(), value.c_str(), 1);
+    }
+  } restore{saved};
   OpenAiTargetOptions o;
   o.model = "m";
   o.url = "https://example.org";
@@ -492,4 +535,49 @@ TEST_CASE("Prism's own client is refused where it cannot speak, and chosen where
   o.http_client = HttpClient::kNative;
   o.headers = {"broken header"};
   REQUIRE_THROWS_WITH(OpenAiTarget(o), Catch::Contains("broken header"));
+  o.headers.clear();
+  o.api_key = "k\r\nEvil: 1";
+  REQUIRE_THROWS_WITH(OpenAiTarget(o), Catch::Contains("API key"));
+  o.api_key.clear();
+  ::setenv("http_proxy", "http://proxy.invalid:3128", 1);
+  o.http_client = HttpClient::kAuto;
+  REQUIRE_FALSE(OpenAiTarget(o).native_http());
+  ::unsetenv("http_proxy");
+}
+
+TEST_CASE("Addresses are tried in order until one accepts, and the one that did is kept") {
+  // 127.0.0.2 is loopback too, but nothing listens there: refused, then 127.0.0.1.
+  RawHttpServer server([](int, int) { return Answer(chunked_sse(2), true); });
+  const auto client = GENERATE(HttpClient::kNative, HttpClient::kCurl);
+  INFO((client == HttpClient::kCurl ? "libcurl" : "prism's client"));
+  OpenAiTarget::Stats stats;
+  const auto result =
+      run_native(server.url(), 3, 1, &stats, {}, {"127.0.0.2", "127.0.0.1"}, client);
+  REQUIRE(result.observations.size() == 3);
+  for (const auto& o : result.observations) REQUIRE(o.status == RequestStatus::kOk);
+  if (client == HttpClient::kNative) {
+    REQUIRE(stats.connections == 4);  // one refused, then one per request (the server closes)
+  }
+  const auto refused = run_native(server.url(), 1, 1, nullptr, {}, {"127.0.0.2"}, client);
+  REQUIRE(refused.observations.at(0).error == ErrorClass::kConnect);
+}
+
+TEST_CASE(
+    "A server that refuses an upload before reading it is heard: its status, not a send error") {
+  // About 20 MB of prompt, more than the loopback socket buffers hold: the
+  // server answers 413 after the head and closes, the client's send fails.
+  const std::string body = R"({"error":{"message":"prompt too large"}})";
+  RawHttpServer server(
+      [&](int, int) {
+        return Answer("HTTP/1.1 413 Payload Too Large\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+      },
+      true);
+  const auto result =
+      run_native(server.url(), 1, 1, nullptr, {}, {}, HttpClient::kNative, 6'000'000);
+  const auto& o = result.observations.at(0);
+  INFO(o.error_message);
+  REQUIRE(o.error == ErrorClass::kHttpStatus);
+  REQUIRE(o.http_status == 413);
+  REQUIRE_THAT(o.error_message, Catch::Contains("prompt too large"));
 }

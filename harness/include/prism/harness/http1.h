@@ -36,15 +36,18 @@ struct HttpUrl {
   bool userinfo = false;  // user:password@ present (left to libcurl)
 };
 
-// Parses http://host[:port][/path]; throws std::invalid_argument naming what
-// is wrong. Not https: TLS is libcurl's.
+// Parses http://host[:port][/path] (a #fragment is dropped); throws
+// std::invalid_argument naming what is wrong, also for a space or control
+// character anywhere in it. Not https: TLS is libcurl's.
 HttpUrl parse_http_url(std::string_view url);
 
 // The request head for a POST with a body of `content_length` bytes. Default
 // headers come first; a user header ("Name: value") replaces a default of the
-// same name (case-insensitive), and "Name:" with no value removes it, as with
+// same name (case-insensitive), "Name:" with no value removes it, "Host: x"
+// replaces the URL's authority, and repeated user names are all sent, as with
 // libcurl's CURLOPT_HTTPHEADER. Throws std::invalid_argument for a header
-// line without a colon or with a CR/LF in it.
+// line without a colon, with a CR/LF in it, or setting Content-Length or
+// Transfer-Encoding (the client frames the body).
 std::string http1_request_head(std::string_view path, std::string_view authority,
                                const std::vector<std::pair<std::string, std::string>>& defaults,
                                const std::vector<std::string>& user_headers,
@@ -105,7 +108,8 @@ class Http1ResponseParser {
   bool keep_alive_ = true;
   std::uint64_t remaining_ = 0;  // of the current chunk, or of a Content-Length body
   int size_digits_ = 0;
-  std::size_t trailer_line_ = 0;  // bytes on the current trailer line (CR aside)
+  std::size_t trailer_line_ = 0;   // bytes on the current trailer line (CR aside)
+  std::size_t trailer_bytes_ = 0;  // all trailers, held to the head's limit
   std::uint64_t bytes_seen_ = 0;
   Failure failure_ = Failure::kNone;
   std::string error_;

@@ -72,6 +72,10 @@ struct OpenAiTargetOptions {
   bool http2 = false;   // negotiate HTTP/2 over TLS (multiplexed streams)
   // Which client speaks HTTP (http1.h says why Prism has its own).
   HttpClient http_client = HttpClient::kAuto;
+  // Numeric addresses to connect to for the URL's host instead of resolving
+  // it (curl's --resolve), tried in order until one accepts; the URL's host
+  // still goes in the Host header.
+  std::vector<std::string> resolve;
   // libcurl's per-transfer receive buffer (Prism's own client reads every
   // socket into one 64 KB buffer per I/O thread). SSE chunks are a few hundred bytes,
   // so curl's minimum keeps an idle stream cheap (3 KB less than 4096).
