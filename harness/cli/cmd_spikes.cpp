@@ -112,6 +112,14 @@ void add_eval(CLI::App* spikes_cmd, int& exit_code) {
   cmd->add_option("--max-seqs", o->engine.max_seqs, "Engine: most sequences in a batch")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
+  cmd->add_option("--fault-gap", o->engine.mean_fault_gap,
+                  "Engine: mean iterations between fault windows (shorter runs need fewer)")
+      ->capture_default_str()
+      ->check(CLI::Range(10.0, 1e7));
+  cmd->add_option("--fault-prefix", o->engine.fault_free_prefix,
+                  "Engine: iterations with no fault at the start of a run (model warm-up)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000000));
   cmd->add_option("--min-excess-us", o->min_excess_us,
                   "Smallest absolute excesses (us) to calibrate with the threshold (default: 0 "
                   "for the simulator; 0,100,200,400,600,800 for the engine)")

@@ -90,6 +90,11 @@ TEST_CASE("spikes eval refuses overlapping seeds and bad seed lists", "[spikes][
   CHECK(r.exit_code == 2);
   r = run_process({PRISM_CLI_PATH, "spikes", "eval", "--source", "engine", "--token-budget", "0"});
   CHECK(r.exit_code == 2);
+  r = run_process({PRISM_CLI_PATH, "spikes", "eval", "--source", "engine", "--fault-gap", "0"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--fault-gap"));
+  r = run_process({PRISM_CLI_PATH, "spikes", "eval", "--source", "engine", "--fault-prefix", "-5"});
+  CHECK(r.exit_code == 2);
 }
 
 TEST_CASE("spikes eval on the engine reports what each fault did and the ambient interference",
@@ -97,9 +102,26 @@ TEST_CASE("spikes eval on the engine reports what each fault did and the ambient
   const std::string dir = temp_path("engine_dump");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  const auto r = run_process({PRISM_CLI_PATH, "spikes", "eval", "--source", "engine", "--faults",
-                              "stage_delay", "--iterations", "500", "--train-seeds", "1",
-                              "--eval-seeds", "2", "--dump", dir, "--json"});
+  const auto r = run_process({PRISM_CLI_PATH,
+                              "spikes",
+                              "eval",
+                              "--source",
+                              "engine",
+                              "--faults",
+                              "stage_delay",
+                              "--iterations",
+                              "500",
+                              "--train-seeds",
+                              "1",
+                              "--eval-seeds",
+                              "2",
+                              "--fault-prefix",
+                              "100",
+                              "--fault-gap",
+                              "150",
+                              "--dump",
+                              dir,
+                              "--json"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const auto report = nlohmann::json::parse(r.out);
@@ -111,14 +133,16 @@ TEST_CASE("spikes eval on the engine reports what each fault did and the ambient
     CHECK(k["tp"].get<uint64_t>() + k["fn"].get<uint64_t>() <=
           k["window_iterations"].get<uint64_t>());
   }
-  // The dump has the injected windows beside the series (none in 500 iterations:
-  // the first fault comes after a 1,000-iteration warm prefix; the engine source's
-  // own test covers the labels).
+  // The dump has the injected windows beside the series: with a 100-iteration warm prefix and
+  // a fault every 150 iterations or so, a 500-iteration run has some, none before the prefix
+  // (the engine source's own test covers the labels).
   const auto windows = nlohmann::json::parse(slurp(dir + "/engine-seed2-faults-windows.json"));
   REQUIRE(windows.is_array());
+  CHECK_FALSE(windows.empty());
   for (const auto& w : windows) {
     CHECK(w["kind"] == "stage_delay");
     CHECK(w["stage"] == "detokenize");
+    CHECK(w["first"].get<uint64_t>() >= 100);
     CHECK(w["last"].get<uint64_t>() >= w["first"].get<uint64_t>());
   }
   CHECK(std::filesystem::exists(dir + "/engine-seed2-clean.csv"));
