@@ -178,6 +178,7 @@ struct Transfer {
   std::size_t address = 0;               // the one being tried
   std::string head;                      // request head, kept with the body until the status is 200
   std::size_t sent = 0;                  // bytes of head + body written
+  bool request_written = false;          // all of it: only then may the connection carry another
   std::int64_t deadline_ns = 0;          // whole request
   std::int64_t connect_deadline_ns = 0;  // while connecting
   Http1ResponseParser http;
@@ -823,6 +824,7 @@ struct OpenAiTarget::Impl {
   // Puts t on a kept-alive connection, or opens one.
   void connect_native(Transfer* t, std::int64_t now) {
     t->sent = 0;
+    t->request_written = false;
     t->http = Http1ResponseParser();
     if (!idle_connections.empty() && !t->retried) {
       const int fd = idle_connections.back();
@@ -927,6 +929,12 @@ struct OpenAiTarget::Impl {
         // The server may have answered (413, 400) and closed before taking
         // the whole body: what it said is the outcome, as with libcurl.
         if (read_native(t)) return false;
+        if (t->http.bytes_seen() > 0) {
+          // Its answer has begun: stop writing and read the rest of it.
+          t->phase = Phase::kReceiving;
+          watch(t->fd, kNativeActive, EPOLLIN | EPOLLRDHUP, false);
+          return false;
+        }
         if (retry_on_fresh_connection(t)) return false;
         fail_native(t, ErrorClass::kConnect,
                     fmt::format("cannot send the request: {}", std::strerror(error)));
@@ -935,6 +943,7 @@ struct OpenAiTarget::Impl {
       t->sent += static_cast<std::size_t>(n);
     }
     t->phase = Phase::kReceiving;
+    t->request_written = true;
     watch(t->fd, kNativeActive, EPOLLIN | EPOLLRDHUP, false);
     if (t->status == 200) release_request(*t);  // the 200 came while it was being sent
     return true;
@@ -1044,7 +1053,7 @@ struct OpenAiTarget::Impl {
           break;
         case Http1ResponseParser::Event::kDone: {
           // Reused only when the whole request went out and nothing follows.
-          const bool keep = t->http.keep_alive() && input.empty() && t->phase == Phase::kReceiving;
+          const bool keep = t->http.keep_alive() && input.empty() && t->request_written;
           drop_connection(t, keep);
           complete(t, Outcome{});
           return false;
