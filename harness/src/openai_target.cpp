@@ -1003,8 +1003,12 @@ struct OpenAiTarget::Impl {
   }
 
   // Reads what waits on t's socket; true when the request ended or was resent.
+  // At most kReadsPerEvent full buffers: a stream the server writes as fast
+  // as it can must not keep the thread from every other socket and from new
+  // requests (level-triggered epoll reports the rest again).
+  static constexpr int kReadsPerEvent = 4;
   bool read_native(Transfer* t) {
-    while (true) {
+    for (int reads = 0; reads < kReadsPerEvent; ++reads) {
       alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
       iovec iov{read_buffer.get(), kReadBufferBytes};
       msghdr msg{};
@@ -1029,6 +1033,7 @@ struct OpenAiTarget::Impl {
       if (!parse_native(t, input, stamp)) return true;                   // the request ended
       if (static_cast<std::size_t>(n) < kReadBufferBytes) return false;  // drained
     }
+    return false;
   }
 
   // Feeds what was read to the response parser and the stream; false when
