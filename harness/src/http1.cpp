@@ -172,6 +172,15 @@ Http1ResponseParser::Event Http1ResponseParser::fail(Failure failure, std::strin
   return Event::kError;
 }
 
+std::string_view Http1ResponseParser::take_counted(std::string_view& input) {
+  const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, input.size()));
+  const std::string_view piece = input.substr(0, take);
+  input.remove_prefix(take);
+  bytes_seen_ += take;
+  remaining_ -= take;
+  return piece;
+}
+
 Http1ResponseParser::Event Http1ResponseParser::next(std::string_view& input,
                                                      std::string_view& body) {
   while (true) {
@@ -246,16 +255,10 @@ Http1ResponseParser::Event Http1ResponseParser::next(std::string_view& input,
         trailer_line_ = 0;
         break;
       }
-      case State::kChunkData: {
-        const std::size_t take =
-            static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, input.size()));
-        body = input.substr(0, take);
-        input.remove_prefix(take);
-        bytes_seen_ += take;
-        remaining_ -= take;
+      case State::kChunkData:
+        body = take_counted(input);
         if (remaining_ == 0) state_ = State::kChunkDataEnd;
         return Event::kBody;
-      }
       case State::kChunkDataEnd: {
         const char c = input.front();
         input.remove_prefix(1);
@@ -283,16 +286,10 @@ Http1ResponseParser::Event Http1ResponseParser::next(std::string_view& input,
         }
         break;
       }
-      case State::kLength: {
-        const std::size_t take =
-            static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, input.size()));
-        body = input.substr(0, take);
-        input.remove_prefix(take);
-        bytes_seen_ += take;
-        remaining_ -= take;
+      case State::kLength:
+        body = take_counted(input);
         if (remaining_ == 0) state_ = State::kDone;
         return Event::kBody;
-      }
       case State::kUntilClose:
         body = input;
         bytes_seen_ += input.size();

@@ -99,6 +99,8 @@ class Http1ResponseParser {
   };
   Event fail(Failure failure, std::string message);
   Event parse_head(std::string_view head);
+  // Up to remaining_ bytes of counted body (a chunk's data, a Content-Length body).
+  std::string_view take_counted(std::string_view& input);
 
   std::size_t max_head_bytes_ = std::size_t{64} << 10;
   State state_ = State::kHead;
