@@ -160,13 +160,11 @@ void BM_AnalyzeRawTrace(benchmark::State& state) {
 }
 BENCHMARK(BM_AnalyzeRawTrace)->Arg(10000000)->Unit(benchmark::kMillisecond)->Iterations(3);
 
-// Attach latency against a dormant agent in another process.
-void BM_AttachToFirstData(benchmark::State& state) {
 #ifdef PRISM_NVTX_STAGE_PROGRAM
-  char pattern[] = "/tmp/prism-bench-attach-XXXXXX";
-  const std::string dir = mkdtemp(pattern);
+// nvtx_stage_program looping for 10 minutes with the agent injected and its
+// control socket under dir/sock; returns once the program says it is ready.
+pid_t spawn_stage_program(const std::string& dir, const std::string& agent) {
   const std::string ready = dir + "/ready";
-  const std::string agent = std::getenv("NVTX_INJECTION64_PATH");
   std::vector<std::string> env_storage = {"NVTX_INJECTION64_PATH=" + agent,
                                           "PRISM_PROBE_DIR=" + dir + "/sock", "PATH=/usr/bin:/bin"};
   std::vector<char*> env;
@@ -183,6 +181,16 @@ void BM_AttachToFirstData(benchmark::State& state) {
   for (int i = 0; i < 1000 && stat(ready.c_str(), &st) != 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  return pid;
+}
+#endif
+
+// Attach latency against a dormant agent in another process.
+void BM_AttachToFirstData(benchmark::State& state) {
+#ifdef PRISM_NVTX_STAGE_PROGRAM
+  char pattern[] = "/tmp/prism-bench-attach-XXXXXX";
+  const std::string dir = mkdtemp(pattern);
+  const pid_t pid = spawn_stage_program(dir, PRISM_PROBE_AGENT);
   setenv("PRISM_PROBE_DIR", (dir + "/sock").c_str(), 1);
   double worst = 0;
   for (auto _ : state) {
@@ -249,22 +257,7 @@ void BM_LiveEventsPoll(benchmark::State& state) {
 #ifdef PRISM_NVTX_STAGE_PROGRAM
   char pattern[] = "/tmp/prism-bench-live-XXXXXX";
   const std::string dir = mkdtemp(pattern);
-  const std::string ready = dir + "/ready";
-  std::vector<std::string> env_storage = {std::string("NVTX_INJECTION64_PATH=") + PRISM_PROBE_AGENT,
-                                          "PRISM_PROBE_DIR=" + dir + "/sock", "PATH=/usr/bin:/bin"};
-  std::vector<char*> env;
-  for (auto& e : env_storage) env.push_back(e.data());
-  env.push_back(nullptr);
-  std::string program = PRISM_NVTX_STAGE_PROGRAM;
-  std::vector<std::string> args_storage = {program, "--loop-ms", "600000", "--ready", ready};
-  std::vector<char*> args;
-  for (auto& a : args_storage) args.push_back(a.data());
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  posix_spawn(&pid, program.c_str(), nullptr, nullptr, args.data(), env.data());
-  struct stat st;
-  for (int i = 0; i < 1000 && stat(ready.c_str(), &st) != 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const pid_t pid = spawn_stage_program(dir, PRISM_PROBE_AGENT);
   setenv("PRISM_PROBE_DIR", (dir + "/sock").c_str(), 1);
   auto client = prism::control::ProbeClient::connect(pid);
   unsetenv("PRISM_PROBE_DIR");
