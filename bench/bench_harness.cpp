@@ -395,8 +395,8 @@ void BM_TimingAccuracy(benchmark::State& state) {
 void BM_LongContext(benchmark::State& state) {
   const auto context = static_cast<std::size_t>(state.range(0));
   const auto background = static_cast<std::size_t>(state.range(1));
-  const auto client = state.range(2) != 0 ? prism::harness::HttpClient::kCurl
-                                           : prism::harness::HttpClient::kNative;
+  const auto client =
+      state.range(2) != 0 ? prism::harness::HttpClient::kCurl : prism::harness::HttpClient::kNative;
   state.SetLabel(client == prism::harness::HttpClient::kCurl ? "libcurl" : "prism client");
   constexpr std::size_t kLong = 8;
   constexpr double kItlMs = 20;

@@ -18,8 +18,8 @@
 
 namespace {
 
-using prism::test::TempDir;
 using prism::test::find_file_with_suffix;
+using prism::test::TempDir;
 
 const std::string kAgent = PRISM_PROBE_AGENT;
 const std::string kProgram = PRISM_CUPTI_KERNEL_PROGRAM;

@@ -32,8 +32,8 @@ using prism::control::ProbeClient;
 
 namespace {
 
-using prism::test::TempDir;
 using prism::test::find_file_with_suffix;
+using prism::test::TempDir;
 
 const std::string kAgent = PRISM_PROBE_AGENT;
 const std::string kProgram = PRISM_NVTX_STAGE_PROGRAM;
