@@ -82,47 +82,8 @@ size_t stage_index(const Breakdown& b, const std::string& stage) {
   return 0;
 }
 
-// A background child: spawned with posix_spawn, killed and reaped by the destructor.
-struct Child {
-  pid_t pid = -1;
-  Child(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
-    std::vector<std::string> env_storage;
-    for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
-    for (const auto& e : extra_env) env_storage.push_back(e);
-    std::vector<char*> env;
-    for (auto& e : env_storage) env.push_back(e.data());
-    env.push_back(nullptr);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn(&pid, args[0], &actions, nullptr, args.data(), env.data());
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  int wait() {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-  ~Child() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-};
-
-bool wait_for_file(const std::string& path, int timeout_ms) {
-  for (int waited = 0; waited < timeout_ms; waited += 10) {
-    struct stat st;
-    if (stat(path.c_str(), &st) == 0 && st.st_size > 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using Child = prism::test::BackgroundProcess;
+using prism::test::wait_for_file;
 
 }  // namespace
 

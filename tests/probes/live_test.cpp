@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "../support/process.h"
 #include "../support/temp_dir.h"
 #include "prism/analysis/breakdown.h"
 #include "prism/analysis/live.h"
@@ -206,38 +207,7 @@ TEST_CASE("A live batch that is not the raw format is refused, naming the record
 
 namespace {
 
-struct Program {
-  pid_t pid = -1;
-  Program(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
-    std::vector<std::string> env_storage;
-    for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
-    for (const auto& e : extra_env) env_storage.push_back(e);
-    std::vector<char*> env;
-    for (auto& e : env_storage) env.push_back(e.data());
-    env.push_back(nullptr);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn(&pid, args[0], &actions, nullptr, args.data(), env.data());
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  ~Program() {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-  }
-};
-
-bool wait_for_file(const std::string& path) {
-  for (int waited = 0; waited < 10000; waited += 10) {
-    struct stat st;
-    if (stat(path.c_str(), &st) == 0 && st.st_size > 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using Program = prism::test::BackgroundProcess;
 
 }  // namespace
 
@@ -248,7 +218,7 @@ TEST_CASE("The agent's events verb hands over every event of the capture once, i
   Program program(
       {PRISM_NVTX_STAGE_PROGRAM, "--loop-ms", "20000", "--ready", ready},
       {"NVTX_INJECTION64_PATH=" + std::string(PRISM_PROBE_AGENT), "PRISM_PROBE_DIR=" + sock});
-  REQUIRE(wait_for_file(ready));
+  REQUIRE(prism::test::wait_for_file(ready, 10000));
   setenv("PRISM_PROBE_DIR", sock.c_str(), 1);
   prism::control::ProbeClient client = prism::control::ProbeClient::connect(program.pid);
   unsetenv("PRISM_PROBE_DIR");
@@ -311,7 +281,7 @@ TEST_CASE("attach_and_capture's live path passes on each iteration once while ca
   Program program(
       {PRISM_NVTX_STAGE_PROGRAM, "--loop-ms", "20000", "--ready", ready},
       {"NVTX_INJECTION64_PATH=" + std::string(PRISM_PROBE_AGENT), "PRISM_PROBE_DIR=" + sock});
-  REQUIRE(wait_for_file(ready));
+  REQUIRE(prism::test::wait_for_file(ready, 10000));
   setenv("PRISM_PROBE_DIR", sock.c_str(), 1);
   AttachOptions options;
   options.pid = program.pid;
